@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Text;
+using AdaTSQ.Abstractions;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Quantization;
+
+/// <summary>
+/// The outcome of <see cref="QuantizationPipeline.Apply"/>: the model (quantized in place), the
+/// per-layer error report and memory. <see cref="Restore"/> puts the original layers back.
+/// </summary>
+public sealed class QuantizationResult
+{
+    internal QuantizationResult(nn.Module model, ITimestepPolicy policy, string quantizer, SurgeryReport surgery, IReadOnlyList<LayerReport> layers,
+        long floatWeightBytes, long quantizedWeightBytes, int calibrationItems, TimeSpan elapsed)
+    {
+        Model = model;
+        Policy = policy;
+        QuantizerName = quantizer;
+        Surgery = surgery;
+        Layers = layers;
+        FloatWeightBytes = floatWeightBytes;
+        QuantizedWeightBytes = quantizedWeightBytes;
+        CalibrationItems = calibrationItems;
+        Elapsed = elapsed;
+    }
+
+    /// <summary>The quantized model (the same object that was given).</summary>
+    public nn.Module Model { get; }
+
+    /// <summary>The policy its quantized layers follow.</summary>
+    public ITimestepPolicy Policy { get; }
+
+    /// <summary>Name of the weight quantizer used.</summary>
+    public string QuantizerName { get; }
+
+    /// <summary>Which layers were swapped.</summary>
+    public SurgeryReport Surgery { get; }
+
+    /// <summary>One report per quantized layer and weight version, in model order.</summary>
+    public IReadOnlyList<LayerReport> Layers { get; }
+
+    /// <summary>Bytes of the float weights and biases of the quantized layers.</summary>
+    public long FloatWeightBytes { get; }
+
+    /// <summary>Bytes of every quantized weight version held (codes, scales, zero points).</summary>
+    public long QuantizedWeightBytes { get; }
+
+    /// <summary>Calibration items run (0 when none).</summary>
+    public int CalibrationItems { get; }
+
+    /// <summary>Wall time of the whole run.</summary>
+    public TimeSpan Elapsed { get; }
+
+    /// <summary>Puts the original linear layers back; returns how many were restored.</summary>
+    public int Restore() => ModelSurgery.Restore(Model);
+
+    /// <summary>A plain-text table of <see cref="Layers"/>.</summary>
+    public string FormatTable()
+    {
+        var sb = new StringBuilder();
+        int width = Math.Max(5, Layers.Count == 0 ? 5 : Layers.Max(l => l.Name.Length));
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{"layer".PadRight(width)}  {"shape",-11}  {"config",-8}  {"weight err",10}  {"output err",10}  {"bytes",10}");
+        foreach (var l in Layers)
+        {
+            string output = l.OutputRelativeError is { } o ? o.ToString("P2", CultureInfo.InvariantCulture) : "n/a";
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"{l.Name.PadRight(width)}  {$"{l.OutFeatures}x{l.InFeatures}",-11}  {l.Config,-8}  {l.WeightRelativeError.ToString("P2", CultureInfo.InvariantCulture),10}  {output,10}  {l.QuantizedBytes,10:N0}");
+        }
+        return sb.ToString();
+    }
+}
