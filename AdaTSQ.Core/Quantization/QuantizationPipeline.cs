@@ -19,8 +19,9 @@ public sealed class QuantizationPipeline
     private readonly ILogger _logger;
 
     internal QuantizationPipeline(nn.Module model, LayerSelector selector, ITimestepPolicy policy, IQuantizer quantizer,
-        ICalibrator? calibrator, ICalibrationSource? source, ILogger? logger, IProgress<QuantizationProgress>? progress)
+        ICalibrator? calibrator, ICalibrationSource? source, bool outputErrorReport, ILogger? logger, IProgress<QuantizationProgress>? progress)
     {
+        OutputErrorReport = outputErrorReport;
         Model = model;
         Selector = selector;
         Policy = policy;
@@ -49,6 +50,9 @@ public sealed class QuantizationPipeline
     /// <summary>The calibration data, or null.</summary>
     public ICalibrationSource? Source { get; }
 
+    /// <summary>Whether layer reports include the output error on the calibration data (needs second moments).</summary>
+    public bool OutputErrorReport { get; }
+
     private IProgress<QuantizationProgress>? Progress { get; }
 
     /// <summary>Quantizes the model in place and reports what it cost.</summary>
@@ -68,7 +72,7 @@ public sealed class QuantizationPipeline
         {
             if (Calibrator is not null && Source is not null)
             {
-                var requirements = Quantizer.Requirements.Union(CalibrationRequirements.SecondMoments);
+                var requirements = OutputErrorReport ? Quantizer.Requirements.Union(CalibrationRequirements.SecondMoments) : Quantizer.Requirements;
                 calibration = Calibrator.Calibrate(layers, Source, requirements, Progress, cancellationToken);
             }
             var reports = QuantizeLayers(layers, calibration, cancellationToken);
@@ -97,9 +101,13 @@ public sealed class QuantizationPipeline
         if (selected.Count == 0)
         {
             var all = ModelSurgery.FindLinears(Model).Select(l => l.Name).ToList();
-            problems.Add(all.Count == 0
-                ? $"{Model.GetType().Name} has no Linear layer to quantize."
-                : $"no Linear layer matches {Selector}; the model's linear layers are: {string.Join(", ", all.Take(20))}{(all.Count > 20 ? ", …" : "")}.");
+            int quantized = ModelSurgery.FindQuantLinears(Model).Count;
+            if (quantized > 0 && all.Count == 0)
+                problems.Add($"{Model.GetType().Name} is already quantized ({quantized} QuantLinear layers): call Restore() on the previous result first.");
+            else
+                problems.Add(all.Count == 0
+                    ? $"{Model.GetType().Name} has no Linear layer to quantize."
+                    : $"no Linear layer matches {Selector}; the model's linear layers are: {string.Join(", ", all.Take(20))}{(all.Count > 20 ? ", …" : "")}.");
         }
         foreach (var (name, layer) in selected)
         {

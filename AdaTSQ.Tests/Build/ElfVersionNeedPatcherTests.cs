@@ -39,7 +39,7 @@ public class ElfVersionNeedPatcherTests
     [SetUp]
     public void SetUp()
     {
-        Assume.That(File.Exists(PristineLibrary), $"the TorchSharp package is not in the NuGet cache at {PristineLibrary}");
+        Assert.That(File.Exists(PristineLibrary), Is.True, $"the TorchSharp package should be in the NuGet cache at {PristineLibrary}");
         _dir = Directory.CreateTempSubdirectory("adatsq-elf-").FullName;
     }
 

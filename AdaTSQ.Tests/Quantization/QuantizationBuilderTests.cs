@@ -141,6 +141,23 @@ public class QuantizationBuilderTests
     }
 
     [Test]
+    public void ApplyingTwiceAsksForRestoreFirst()
+    {
+        var result = new QuantizationBuilder().ForModel(_model).Weights(8).Build().Apply();
+        var error = Assert.Throws<QuantizationConfigurationException>(() => new QuantizationBuilder().ForModel(_model).Weights(4).Build().Apply())!;
+        Assert.That(error.Message, Does.Contain("already quantized").And.Contain("Restore"));
+        Assert.That(result.Restore(), Is.EqualTo(9));
+    }
+
+    [Test]
+    public void OutputErrorReportCanBeTurnedOff()
+    {
+        var result = new QuantizationBuilder().ForModel(_model).Weights(4).CalibrationData(_calibration).ReportOutputError(false).Build().Apply();
+        Assert.That(result.Layers.All(l => l.OutputRelativeError is null), Is.True);
+        Assert.That(result.CalibrationItems, Is.EqualTo(3));
+    }
+
+    [Test]
     public void CancellationRestoresTheModel()
     {
         using var cts = new CancellationTokenSource();
