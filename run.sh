@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+bash eng/install-datasets.sh
 dotnet build AdaTSQ.Samples/AdaTSQ.Samples.csproj -c Release -v quiet -nologo 1>&2
 exec dotnet AdaTSQ.Samples/bin/Release/net10.0/AdaTSQ.Samples.dll "$@"

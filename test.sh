@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds and runs the AdaTSQ.NET test suite on a fresh machine (dotnet restore fetches TorchSharp and
-# libtorch from NuGet; the build patches libLibTorchSharp.so where the system libstdc++ needs it).
+# Builds and runs the AdaTSQ.NET test suite on a fresh machine: installs the datasets the tests read
+# (eng/install-datasets.sh), dotnet restore fetches TorchSharp and libtorch from NuGet, and the build
+# patches libLibTorchSharp.so where the system libstdc++ needs it.
 # Extra arguments go to `dotnet test` (e.g. --filter "FullyQualifiedName~Quantization").
 # Ends with the line "Tests: N passed, M failed[, K skipped]" read from the test results.
 set -uo pipefail
 cd "$(dirname "$0")"
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+bash eng/install-datasets.sh
 
 results="$(pwd)/TestResults"
 rm -rf "$results"

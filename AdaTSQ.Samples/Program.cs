@@ -8,6 +8,7 @@ if (args.Contains("--help") || args.Contains("-h"))
     Console.WriteLine("Usage: ./run.sh [sample] [--device cpu|cuda] [--seed N] [--verbose]");
     Console.WriteLine("Samples:");
     Console.WriteLine("  transformer-rtn   (default) quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16");
+    Console.WriteLine("  train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --work DIR --output FILE --resume");
     Console.WriteLine("                    and W4A16 g32 through the builder; print the relative output error of each");
     return 0;
 }
@@ -31,13 +32,24 @@ switch (sample)
 {
     case "transformer-rtn":
         return TransformerRtnSample.Run(loggers, device, seed);
+    case "train-dit":
+    {
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        return AdaTSQ.Samples.Training.TrainDiTCommand.Run(args, loggers, device, seed, cts.Token);
+    }
     default:
-        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: transformer-rtn");
+        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: transformer-rtn, train-dit");
         return 2;
 }
 
-static string? Option(string[] args, string name)
+/// <summary>Entry point of the samples.</summary>
+internal static partial class Program
 {
-    int i = Array.IndexOf(args, name);
-    return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    /// <summary>The value after <paramref name="name"/> in <paramref name="args"/>, or null.</summary>
+    public static string? Option(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
 }

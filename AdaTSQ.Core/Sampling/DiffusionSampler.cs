@@ -1,0 +1,119 @@
+using AdaTSQ.Abstractions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Sampling;
+
+/// <summary>
+/// DDPM (ancestral) and DDIM sampling over a <see cref="GaussianDiffusion"/>, as the official DiT code
+/// does them (<c>p_sample_loop</c>, <c>ddim_sample_loop</c>), with classifier-free guidance and learned
+/// or fixed variances. Before every model call the step is set in <see cref="TimestepContext"/>, so
+/// timestep-dependent quantization policies see it. Device-agnostic: works where the noise lives.
+/// </summary>
+public sealed class DiffusionSampler(GaussianDiffusion diffusion)
+{
+    /// <summary>The process sampled from.</summary>
+    public GaussianDiffusion Diffusion { get; } = diffusion;
+
+    /// <summary>Ancestral DDPM sampling from <paramref name="noise"/> x_T; returns x_0.</summary>
+    public Tensor SampleDdpm(Denoiser model, Tensor noise, Tensor labels, SamplingOptions? options = null, CancellationToken cancellationToken = default) =>
+        Loop(model, noise, labels, options ?? new SamplingOptions(), ddim: false, cancellationToken);
+
+    /// <summary>DDIM sampling (η from the options) from <paramref name="noise"/>; returns x_0.</summary>
+    public Tensor SampleDdim(Denoiser model, Tensor noise, Tensor labels, SamplingOptions? options = null, CancellationToken cancellationToken = default) =>
+        Loop(model, noise, labels, options ?? new SamplingOptions(), ddim: true, cancellationToken);
+
+    private Tensor Loop(Denoiser model, Tensor noise, Tensor labels, SamplingOptions o, bool ddim, CancellationToken ct)
+    {
+        if (o.CfgScale > 1 && o.NullClass is null) throw new ArgumentException("classifier-free guidance (CfgScale > 1) needs SamplingOptions.NullClass.", nameof(o));
+        if (labels.shape[0] != noise.shape[0]) throw new ArgumentException($"{labels.shape[0]} labels for {noise.shape[0]} samples.", nameof(labels));
+        var d = Diffusion;
+        int n = d.NumTimesteps;
+        using var noGrad = torch.no_grad();
+        using var gen = new Generator((ulong)o.Seed, noise.device);
+        var x = noise.detach().clone().DetachFromDisposeScope();
+        try
+        {
+            for (int k = 0; k < n; k++)
+            {
+                ct.ThrowIfCancellationRequested();
+                int i = n - 1 - k;
+                var info = new TimestepInfo(k, n, d.TimestepMap[i]);
+                using var scope = torch.NewDisposeScope();
+                var (eps, varValues) = Predict(model, x, labels, info, o);
+                var xStart = d.PredictXStart(x, i, eps);
+                if (o.ClipDenoised) xStart = xStart.clamp(-1, 1);
+                Tensor next;
+                if (ddim)
+                {
+                    var e = d.PredictEps(x, i, xStart);
+                    double ab = d.AlphasCumprod[i], abp = d.AlphasCumprodPrev[i];
+                    double sigma = o.Eta * Math.Sqrt((1 - abp) / (1 - ab)) * Math.Sqrt(1 - ab / abp);
+                    next = xStart * Math.Sqrt(abp) + e * Math.Sqrt(Math.Max(1 - abp - sigma * sigma, 0));
+                    if (i > 0 && sigma > 0) next = next + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * sigma;
+                }
+                else
+                {
+                    var mean = xStart * d.PosteriorMeanCoef1[i] + x * d.PosteriorMeanCoef2[i];
+                    next = i > 0 ? mean + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * (LogVariance(i, varValues) * 0.5).exp() : mean;
+                }
+                o.OnStep?.Invoke(new SamplerStep(info, x, eps, next));
+                x.Dispose();
+                x = next.DetachFromDisposeScope();
+                o.Progress?.Report(new QuantizationProgress("sample", k + 1, n));
+            }
+            return x;
+        }
+        catch
+        {
+            x.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>ε (guided when asked) and, for learned variances, the variance values v ∈ [−1, 1].</summary>
+    private (Tensor Eps, Tensor? VarValues) Predict(Denoiser model, Tensor x, Tensor labels, TimestepInfo info, SamplingOptions o)
+    {
+        long n = x.shape[0], c = x.shape[1];
+        using var context = TimestepContext.Enter(info);
+        Tensor output;
+        if (o.CfgScale > 1)
+        {
+            var t2 = torch.full(2 * n, info.Timestep, dtype: ScalarType.Float32, device: x.device);
+            var y2 = torch.cat([labels, torch.full_like(labels, o.NullClass!.Value)]);
+            var both = model(torch.cat([x, x]), t2, y2);
+            var cond = both[..(int)n];
+            var uncond = both[(int)n..];
+            var guided = uncond[.., ..(int)c] + (cond[.., ..(int)c] - uncond[.., ..(int)c]) * o.CfgScale;
+            output = torch.cat([guided, cond[.., (int)c..]], dim: 1);
+        }
+        else
+        {
+            output = model(x, torch.full(n, info.Timestep, dtype: ScalarType.Float32, device: x.device), labels);
+        }
+        if (output.shape[0] != n || output.shape[1] < c)
+            throw new ArgumentException($"the model returned [{string.Join(", ", output.shape)}] for an input of [{string.Join(", ", x.shape)}].");
+        var eps = output[.., ..(int)c];
+        Tensor? v = Diffusion.VarianceType == VarianceType.LearnedRange
+            ? (output.shape[1] == 2 * c ? output[.., (int)c..] : throw new ArgumentException($"learned-range variance needs {2 * c} output channels, the model gave {output.shape[1]}."))
+            : null;
+        return (eps, v);
+    }
+
+    private Tensor LogVariance(int i, Tensor? varValues)
+    {
+        var d = Diffusion;
+        switch (d.VarianceType)
+        {
+            case VarianceType.LearnedRange:
+                double minLog = d.PosteriorLogVarianceClipped[i], maxLog = Math.Log(d.Betas[i]);
+                var frac = (varValues! + 1) / 2;
+                return frac * maxLog + (1 - frac) * minLog;
+            case VarianceType.FixedSmall:
+                return torch.tensor(d.PosteriorLogVarianceClipped[i]);
+            default:
+                // σ² = β_t, except at t = 0 where the posterior variance of step 1 is used (official FIXED_LARGE).
+                return torch.tensor(Math.Log(i == 0 ? d.PosteriorVariance[Math.Min(1, d.NumTimesteps - 1)] : d.Betas[i]));
+        }
+    }
+}
