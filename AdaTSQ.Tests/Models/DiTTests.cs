@@ -146,3 +146,31 @@ public class DiTTests
         return model;
     }
 }
+
+public class DiTCheckpointTests
+{
+    [Test]
+    public void ACheckpointWithItsConfigLoadsIntoAnEqualModel()
+    {
+        var config = new AdaTSQ.Models.DiT.DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 16, Depth = 1, NumHeads = 2, NumClasses = 3, LearnSigma = false };
+        var path = Path.Combine(Path.GetTempPath(), $"dit-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using var source = DiTTests.RandomisedModel(config);
+            AdaTSQ.IO.SafeTensors.SaveModule(source, path, new Dictionary<string, string> { ["config"] = System.Text.Json.JsonSerializer.Serialize(config) });
+            using var loaded = AdaTSQ.Models.DiT.DiTCheckpoint.Load(path);
+            Assert.That(loaded.Config, Is.EqualTo(config));
+            using var x = TestTensors.Randn(1, 2, 1, 8, 8);
+            using var t = torch.tensor(new float[] { 10, 500 });
+            using var y = torch.tensor(new long[] { 0, 2 });
+            using var a = source.call(x, t, y);
+            using var b = loaded.call(x, t, y);
+            Assert.That(TestTensors.Identical(a, b), Is.True);
+
+            AdaTSQ.IO.SafeTensors.SaveModule(source, path);
+            var error = Assert.Throws<AdaTSQ.IO.CheckpointException>(() => AdaTSQ.Models.DiT.DiTCheckpoint.Load(path).Dispose())!;
+            Assert.That(error.Message, Does.Contain("no DiT configuration"));
+        }
+        finally { File.Delete(path); }
+    }
+}

@@ -1,0 +1,40 @@
+using System.Text.Json;
+using AdaTSQ.IO;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Models.DiT;
+
+/// <summary>
+/// Loads a DiT from a safetensors file: the configuration comes from the file's <c>config</c> metadata
+/// (written by this library) or is given (e.g. <c>DiTConfig.Named("DiT-XL/2")</c> for converted
+/// official weights). The whole file is checked against the model before anything is copied.
+/// </summary>
+public static class DiTCheckpoint
+{
+    /// <summary>The configuration recorded in <paramref name="path"/>'s metadata, or null.</summary>
+    public static DiTConfig? ReadConfig(string path)
+    {
+        var meta = SafeTensors.ReadHeader(path).Metadata;
+        if (!meta.TryGetValue("config", out var json)) return null;
+        try { return JsonSerializer.Deserialize<DiTConfig>(json); }
+        catch (JsonException e) { throw new CheckpointException(path, $"its 'config' metadata is not a DiT configuration: {e.Message}"); }
+    }
+
+    /// <summary>Creates the model and loads its weights, in eval mode, on <paramref name="device"/>.</summary>
+    public static DiT Load(string path, DiTConfig? config = null, Device? device = null)
+    {
+        config ??= ReadConfig(path) ?? throw new CheckpointException(path, "it records no DiT configuration; pass one (e.g. DiTConfig.Named(\"DiT-XL/2\")).");
+        var model = new DiT(config, device: device);
+        try
+        {
+            SafeTensors.LoadInto(model, path);
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}
