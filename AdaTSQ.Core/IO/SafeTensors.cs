@@ -152,8 +152,9 @@ public static class SafeTensors
 
     /// <summary>
     /// Copies the tensors of <paramref name="path"/> into <paramref name="module"/>'s parameters and
-    /// buffers (converting dtype, keeping each on its device). Every name and shape is checked first;
-    /// on any mismatch nothing is copied and a <see cref="CheckpointException"/> lists all of them.
+    /// buffers (converting dtype, keeping each on its device). Every name and shape is checked first,
+    /// and every tensor is read before the first is copied; on any mismatch nothing is copied and a
+    /// <see cref="CheckpointException"/> lists all of them. (<see cref="StateDictFile.LoadInto"/> also takes PyTorch files.)
     /// </summary>
     /// <param name="module">The model.</param>
     /// <param name="path">A safetensors file.</param>
@@ -164,28 +165,9 @@ public static class SafeTensors
         var (entries, _, dataStart) = ReadHeader(path);
         var fileEntries = entries.Where(e => e.Name.StartsWith(keyPrefix, StringComparison.Ordinal))
             .ToDictionary(e => e.Name[keyPrefix.Length..]);
-        var targets = module.state_dict();
-        var missing = targets.Keys.Where(k => !fileEntries.ContainsKey(k)).ToList();
-        var unexpected = fileEntries.Keys.Where(k => !targets.ContainsKey(k)).ToList();
-        var shapes = fileEntries.Where(kv => targets.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.Shape))
-            .Select(kv => $"{kv.Key}: file [{string.Join(", ", kv.Value.Shape)}] vs model [{string.Join(", ", targets[kv.Key].shape)}]").ToList();
-        if (shapes.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
-            throw new CheckpointException(path, $"it does not fit {module.GetType().Name}; nothing was loaded.", missing, unexpected, shapes);
-
-        // Read everything before touching the model, so an I/O error cannot leave it half-loaded.
-        var loaded = new Dictionary<string, Tensor>();
-        try
-        {
-            using (var stream = File.OpenRead(path))
-                foreach (var (name, entry) in fileEntries)
-                    if (targets.ContainsKey(name)) loaded[name] = ReadTensor(stream, dataStart, entry, null);
-            using var noGrad = torch.no_grad();
-            foreach (var (name, value) in loaded) targets[name].copy_(value);
-        }
-        finally
-        {
-            foreach (var t in loaded.Values) t.Dispose();
-        }
+        using var stream = File.OpenRead(path);
+        StateDictFile.CopyChecked(module, path, fileEntries.ToDictionary(kv => kv.Key, kv => kv.Value.Shape), strict,
+            name => ReadTensor(stream, dataStart, fileEntries[name], null), disposeRead: true);
     }
 
     /// <summary>Saves <paramref name="module"/>'s state dict (parameters and persistent buffers).</summary>

@@ -5,15 +5,17 @@ using static TorchSharp.torch;
 namespace AdaTSQ.Models.DiT;
 
 /// <summary>
-/// Loads a DiT from a safetensors file: the configuration comes from the file's <c>config</c> metadata
-/// (written by this library) or is given (e.g. <c>DiTConfig.Named("DiT-XL/2")</c> for converted
-/// official weights). The whole file is checked against the model before anything is copied.
+/// Loads a DiT from a safetensors file or a PyTorch state-dict file (such as the official
+/// <c>DiT-XL-2-256x256.pt</c>): the configuration comes from a safetensors file's <c>config</c> metadata
+/// (written by this library) or is given (e.g. <c>DiTConfig.Named("DiT-XL/2")</c> for official weights).
+/// The whole file is checked against the model before anything is copied.
 /// </summary>
 public static class DiTCheckpoint
 {
     /// <summary>The configuration recorded in <paramref name="path"/>'s metadata, or null.</summary>
     public static DiTConfig? ReadConfig(string path)
     {
+        if (StateDictFile.IsPyTorchZip(path)) return null;
         var meta = SafeTensors.ReadHeader(path).Metadata;
         if (!meta.TryGetValue("config", out var json)) return null;
         try { return JsonSerializer.Deserialize<DiTConfig>(json); }
@@ -27,7 +29,7 @@ public static class DiTCheckpoint
         var model = new DiT(config, device: device);
         try
         {
-            SafeTensors.LoadInto(model, path);
+            StateDictFile.LoadInto(model, path);
             model.eval();
             return model;
         }
