@@ -2,21 +2,24 @@ using AdaTSQ.Samples;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 
-// AdaTSQ.NET samples. Usage: dotnet run --project AdaTSQ.Samples -c Release -- [sample] [--device cpu|cuda] [--seed N] [--verbose]
+// AdaTSQ.NET samples. Usage: ./run.sh [sample] [options]; ./run.sh --help lists them.
 if (args.Contains("--help") || args.Contains("-h"))
 {
-    Console.WriteLine("Usage: ./run.sh [sample] [--device cpu|cuda] [--seed N] [--verbose]");
-    Console.WriteLine("Samples:");
-    Console.WriteLine("  transformer-rtn   (default) quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16");
-    Console.WriteLine("  evaluate          FP vs quantized DiT samples: PSNR, SSIM, FID (ResNet-18 features), class accuracy, time, memory");
-    Console.WriteLine("                    --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --methods rtn-w8a8,rtn-w4a8 --layers GLOB --out DIR");
-    Console.WriteLine("  fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (FID reference): --count N --output FILE");
-    Console.WriteLine("  train-classifier  train the Fashion-MNIST judge classifier: --epochs N --batch B --output FILE");
-    Console.WriteLine("  train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --work DIR --output FILE --resume");
-    Console.WriteLine("                    and W4A16 g32 through the builder; print the relative output error of each");
+    Console.WriteLine("""
+        Usage: ./run.sh [sample] [options] [--device cpu|cuda] [--seed N] [--verbose]
+        Samples:
+          evaluate          (default) FP vs RTN-quantized Fashion-MNIST DiT, same seeds: PSNR, SSIM, FID (ResNet-18
+                            features), class accuracy, sampling time, weight memory; writes results.md/.json and samples.png
+                            --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip
+                            --methods rtn-w8a8,rtn-w4a8[,rtn-w4a16-g32] --layers GLOB --out DIR
+          transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
+          fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference): --count N --output FILE
+          train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --checkpoint-every K --work DIR --output FILE --resume
+          train-classifier  train the Fashion-MNIST judge classifier: --epochs N --batch B --output FILE
+        """);
     return 0;
 }
-var sample = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal)) ?? "transformer-rtn";
+var sample = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "evaluate";
 string deviceName = Option(args, "--device") ?? "cpu";
 long seed = long.Parse(Option(args, "--seed") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
 bool verbose = args.Contains("--verbose");
@@ -49,7 +52,7 @@ switch (sample)
     case "train-classifier":
         return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
     default:
-        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: transformer-rtn, evaluate, fid-stats, train-dit, train-classifier");
+        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
         return 2;
 }
 

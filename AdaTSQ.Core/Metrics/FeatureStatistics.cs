@@ -1,11 +1,13 @@
-using System.Text.Json;
+using AdaTSQ.IO;
 using MathNet.Numerics.LinearAlgebra;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace AdaTSQ.Metrics;
 
 /// <summary>
 /// Mean and covariance of a set of image features (e.g. ResNet-18 embeddings of generated or real
-/// images): what a Fréchet distance compares. Serialisable to JSON so that the statistics of a real
+/// images): what a Fréchet distance compares. Saved as safetensors so that the statistics of a real
 /// test set can ship with the repository.
 /// </summary>
 public sealed class FeatureStatistics
@@ -45,27 +47,40 @@ public sealed class FeatureStatistics
         return new FeatureStatistics(mean.ToArray(), cov.ToArray(), n, source);
     }
 
-    /// <summary>Writes the statistics as JSON.</summary>
+    /// <summary>Writes the statistics as a safetensors file (float64 "mean" and "covariance", count and source in the metadata).</summary>
     public void Save(string path)
     {
-        var dto = new Dto(Source, Count, Mean, Enumerable.Range(0, Dimension).Select(i => Enumerable.Range(0, Dimension).Select(j => Covariance[i, j]).ToArray()).ToArray());
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(dto));
-        File.Move(temp, path, overwrite: true);
+        using var mean = torch.tensor(Mean, dtype: ScalarType.Float64);
+        using var cov = torch.tensor(Covariance.Cast<double>().ToArray(), [Dimension, Dimension], dtype: ScalarType.Float64);
+        SafeTensors.Save(path, [("mean", mean), ("covariance", cov)], new Dictionary<string, string>
+        {
+            ["format"] = "AdaTSQ.NET feature statistics",
+            ["count"] = Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["source"] = Source,
+        });
     }
 
     /// <summary>Reads statistics written by <see cref="Save"/>.</summary>
     public static FeatureStatistics Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"feature statistics file '{path}' does not exist.", path);
-        var dto = JsonSerializer.Deserialize<Dto>(File.ReadAllText(path)) ?? throw new InvalidDataException($"'{path}' holds no feature statistics.");
-        int d = dto.Mean.Length;
-        if (dto.Covariance.Length != d || dto.Covariance.Any(r => r.Length != d))
-            throw new InvalidDataException($"'{path}': covariance is not {d}×{d}.");
-        var cov = new double[d, d];
-        for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) cov[i, j] = dto.Covariance[i][j];
-        return new FeatureStatistics(dto.Mean, cov, dto.Count, dto.Source);
+        var (_, meta, _) = SafeTensors.ReadHeader(path);
+        var tensors = SafeTensors.Load(path);
+        try
+        {
+            if (!tensors.TryGetValue("mean", out var mean) || !tensors.TryGetValue("covariance", out var cov))
+                throw new CheckpointException(path, "it holds no 'mean' and 'covariance' tensors: not a feature statistics file.");
+            int d = (int)mean.shape[0];
+            if (!cov.shape.SequenceEqual(new long[] { d, d })) throw new CheckpointException(path, $"covariance is [{string.Join(", ", cov.shape)}], expected [{d}, {d}].");
+            var flat = cov.to(ScalarType.Float64).data<double>().ToArray();
+            var matrix = new double[d, d];
+            Buffer.BlockCopy(flat, 0, matrix, 0, flat.Length * sizeof(double));
+            int count = meta.TryGetValue("count", out var c) ? int.Parse(c, System.Globalization.CultureInfo.InvariantCulture) : 0;
+            return new FeatureStatistics(mean.to(ScalarType.Float64).data<double>().ToArray(), matrix, count, meta.GetValueOrDefault("source", ""));
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
     }
 
-    private sealed record Dto(string Source, int Count, double[] Mean, double[][] Covariance);
 }

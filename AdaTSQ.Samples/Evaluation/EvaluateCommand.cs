@@ -25,7 +25,7 @@ internal static class EvaluateCommand
 {
     public const string DefaultModel = "models/fashion-dit.safetensors";
     public const string DefaultClassifier = "models/fashion-classifier.safetensors";
-    public const string DefaultRealStats = "models/fashion-test-resnet18-stats.json";
+    public const string DefaultRealStats = "models/fashion-test-resnet18-stats.safetensors";
 
     private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB);
 
@@ -54,8 +54,11 @@ internal static class EvaluateCommand
         var labelsArray = Enumerable.Range(0, samples).Select(i => (long)(i % model.Config.NumClasses)).ToArray();
         using var labels = torch.tensor(labelsArray, device: device);
         using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: new Generator((ulong)seed, device), device: device);
-        var options = new SamplingOptions { Seed = seed + 1, CfgScale = cfg, NullClass = model.NullClass };
-        Console.WriteLine($"Evaluating {modelPath}: {samples} samples ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, seed {seed}; quantized layers: {layers}");
+        // Pixel-space models need x̂0 clipped to the data range [−1, 1] at every step (as DDPM's pixel models
+        // do); the official DiT samples latents without clipping. --no-clip turns it off.
+        bool clip = !args.Contains("--no-clip");
+        var options = new SamplingOptions { Seed = seed + 1, CfgScale = cfg, NullClass = model.NullClass, ClipDenoised = clip };
+        Console.WriteLine($"Evaluating {modelPath}: {samples} samples ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, x̂0 clipping {(clip ? "on" : "off")}, seed {seed}; quantized layers: {layers}");
 
         Tensor Generate(string name, out double seconds)
         {

@@ -83,10 +83,10 @@ public class MetricsTests
     }
 
     [Test]
-    public void StatisticsRoundTripThroughJson()
+    public void StatisticsRoundTripThroughAFile()
     {
         var s = FeatureStatistics.FromFeatures(Gaussian(50, 3, [1, 2, 3], [1, 1, 1], 4), "test");
-        var path = Path.Combine(Path.GetTempPath(), $"stats-{Guid.NewGuid():N}.json");
+        var path = Path.Combine(Path.GetTempPath(), $"stats-{Guid.NewGuid():N}.safetensors");
         try
         {
             s.Save(path);
