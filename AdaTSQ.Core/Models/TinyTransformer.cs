@@ -1,3 +1,4 @@
+using AdaTSQ.Models.DiT;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -5,7 +6,7 @@ namespace AdaTSQ.Models;
 
 /// <summary>
 /// A small pre-norm transformer encoder over <c>[batch, tokens, width]</c> inputs, with the linear
-/// layers of a DiT block (attention qkv/proj, MLP fc1/fc2) and a linear head. It exists for examples,
+/// layers of a DiT block (the same <see cref="Attention"/> and <see cref="Mlp"/>: qkv/proj, fc1/fc2) and a linear head. It exists for examples,
 /// tests and benchmarks: a real transformer computation with seeded random weights, no checkpoint.
 /// </summary>
 /// <remarks>Layer names: <c>blocks.{i}.attn.qkv</c>, <c>blocks.{i}.attn.proj</c>, <c>blocks.{i}.mlp.fc1</c>,
@@ -67,51 +68,6 @@ public sealed class TinyTransformer : nn.Module<Tensor, Tensor>
             using var scope = torch.NewDisposeScope();
             var h = x + attn.call(norm1.call(x));
             return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
-        }
-    }
-
-    private sealed class Attention : nn.Module<Tensor, Tensor>
-    {
-        private readonly nn.Module<Tensor, Tensor> qkv;
-        private readonly nn.Module<Tensor, Tensor> proj;
-        private readonly int _heads;
-
-        public Attention(int width, int heads) : base(nameof(Attention))
-        {
-            _heads = heads;
-            qkv = nn.Linear(width, 3 * width);
-            proj = nn.Linear(width, width);
-            RegisterComponents();
-        }
-
-        public override Tensor forward(Tensor x)
-        {
-            using var scope = torch.NewDisposeScope();
-            long b = x.shape[0], t = x.shape[1], c = x.shape[2];
-            var parts = qkv.call(x).reshape(b, t, 3, _heads, c / _heads).permute(2, 0, 3, 1, 4);
-            var (q, k, v) = (parts[0], parts[1], parts[2]);
-            var attnWeights = (q.matmul(k.transpose(-2, -1)) / Math.Sqrt(c / _heads)).softmax(-1);
-            var o = attnWeights.matmul(v).transpose(1, 2).reshape(b, t, c);
-            return proj.call(o).MoveToOuterDisposeScope();
-        }
-    }
-
-    private sealed class Mlp : nn.Module<Tensor, Tensor>
-    {
-        private readonly nn.Module<Tensor, Tensor> fc1;
-        private readonly nn.Module<Tensor, Tensor> fc2;
-
-        public Mlp(int width, int hidden) : base(nameof(Mlp))
-        {
-            fc1 = nn.Linear(width, hidden);
-            fc2 = nn.Linear(hidden, width);
-            RegisterComponents();
-        }
-
-        public override Tensor forward(Tensor x)
-        {
-            using var scope = torch.NewDisposeScope();
-            return fc2.call(nn.functional.gelu(fc1.call(x))).MoveToOuterDisposeScope();
         }
     }
 }

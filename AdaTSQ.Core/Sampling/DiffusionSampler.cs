@@ -74,25 +74,8 @@ public sealed class DiffusionSampler(GaussianDiffusion diffusion)
     /// <summary>ε (guided when asked) and, for learned variances, the variance values v ∈ [−1, 1].</summary>
     private (Tensor Eps, Tensor? VarValues) Predict(Denoiser model, Tensor x, Tensor labels, TimestepInfo info, SamplingOptions o)
     {
-        long n = x.shape[0], c = x.shape[1];
-        using var context = TimestepContext.Enter(info);
-        Tensor output;
-        if (o.CfgScale > 1)
-        {
-            var t2 = torch.full(2 * n, info.Timestep, dtype: ScalarType.Float32, device: x.device);
-            var y2 = torch.cat([labels, torch.full_like(labels, o.NullClass!.Value)]);
-            var both = model(torch.cat([x, x]), t2, y2);
-            var cond = both[..(int)n];
-            var uncond = both[(int)n..];
-            var guided = uncond[.., ..(int)c] + (cond[.., ..(int)c] - uncond[.., ..(int)c]) * o.CfgScale;
-            output = torch.cat([guided, cond[.., (int)c..]], dim: 1);
-        }
-        else
-        {
-            output = model(x, torch.full(n, info.Timestep, dtype: ScalarType.Float32, device: x.device), labels);
-        }
-        if (output.shape[0] != n || output.shape[1] < c)
-            throw new ArgumentException($"the model returned [{string.Join(", ", output.shape)}] for an input of [{string.Join(", ", x.shape)}].");
+        long c = x.shape[1];
+        var output = GuidedPrediction.Predict(model, x, labels, info, o);
         var eps = output[.., ..(int)c];
         Tensor? v = Diffusion.VarianceType == VarianceType.LearnedRange
             ? (output.shape[1] == 2 * c ? output[.., (int)c..] : throw new ArgumentException($"learned-range variance needs {2 * c} output channels, the model gave {output.shape[1]}."))

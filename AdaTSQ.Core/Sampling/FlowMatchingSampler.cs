@@ -42,23 +42,7 @@ public sealed class FlowMatchingSampler(int steps, double shift = 1.0, double ti
                 cancellationToken.ThrowIfCancellationRequested();
                 var info = new TimestepInfo(k, Steps, times[k] * TimestepScale);
                 using var scope = torch.NewDisposeScope();
-                Tensor v;
-                using (TimestepContext.Enter(info))
-                {
-                    long n = x.shape[0];
-                    if (o.CfgScale > 1)
-                    {
-                        var both = model(torch.cat([x, x]), torch.full(2 * n, info.Timestep, dtype: ScalarType.Float32, device: x.device),
-                            torch.cat([labels, torch.full_like(labels, o.NullClass!.Value)]));
-                        var cond = both[..(int)n][.., ..(int)x.shape[1]];
-                        var uncond = both[(int)n..][.., ..(int)x.shape[1]];
-                        v = uncond + (cond - uncond) * o.CfgScale;
-                    }
-                    else
-                    {
-                        v = model(x, torch.full(n, info.Timestep, dtype: ScalarType.Float32, device: x.device), labels)[.., ..(int)x.shape[1]];
-                    }
-                }
+                var v = GuidedPrediction.Predict(model, x, labels, info, o)[.., ..(int)x.shape[1]];
                 var next = x + v * (times[k + 1] - times[k]);
                 o.OnStep?.Invoke(new SamplerStep(info, x, v, next));
                 x.Dispose();
