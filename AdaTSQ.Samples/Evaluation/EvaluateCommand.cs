@@ -27,7 +27,7 @@ internal static class EvaluateCommand
     public const string DefaultClassifier = "models/fashion-classifier.safetensors";
     public const string DefaultRealStats = "models/fashion-test-resnet18-stats.safetensors";
 
-    private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB);
+    private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -60,12 +60,14 @@ internal static class EvaluateCommand
         var options = new SamplingOptions { Seed = seed + 1, CfgScale = cfg, NullClass = model.NullClass, ClipDenoised = clip };
         Console.WriteLine($"Evaluating {modelPath}: {samples} samples ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, x̂0 clipping {(clip ? "on" : "off")}, seed {seed}; quantized layers: {layers}");
 
-        Tensor Generate(string name, out double seconds)
+        // Each run keeps the sample after every step, so the quantized trajectories can be compared with FP step by step.
+        Tensor Generate(string name, Trajectory trajectory, out double seconds)
         {
             var watch = Stopwatch.StartNew();
+            var o = options with { Progress = new ConsoleProgressBar(name), OnStep = trajectory.Record };
             var x = sampler == "ddim"
-                ? ddpm.SampleDdim((x, t, y) => model.call(x, t, y), noise, labels, options with { Progress = new ConsoleProgressBar(name) }, ct)
-                : ddpm.SampleDdpm((x, t, y) => model.call(x, t, y), noise, labels, options with { Progress = new ConsoleProgressBar(name) }, ct);
+                ? ddpm.SampleDdim((x, t, y) => model.call(x, t, y), noise, labels, o, ct)
+                : ddpm.SampleDdpm((x, t, y) => model.call(x, t, y), noise, labels, o, ct);
             seconds = watch.Elapsed.TotalSeconds;
             return x;
         }
@@ -73,43 +75,46 @@ internal static class EvaluateCommand
         long floatBytes = model.parameters().Sum(p => p.numel() * p.ElementSize);
         var rows = new List<Row>();
         var images = new List<Tensor>();
-        var fp = Generate("fp", out double fpSeconds);
+        using var fpTrajectory = new Trajectory();
+        var fp = Generate("fp", fpTrajectory, out double fpSeconds);
         images.Add(fp);
-        rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0));
+        rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0, fpTrajectory));
         foreach (var setting in settings)
         {
             var (weights, activations) = ParseSetting(setting);
             var result = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(weights).Activations(activations)
                 .Quantizer(new RtnQuantizer()).WithLogger(log).Build().Apply(ct);
-            var q = Generate(setting, out double seconds);
+            using var trajectory = new Trajectory();
+            var q = Generate(setting, trajectory, out double seconds);
             images.Add(q);
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
-            rows.Add(Measure(setting.ToUpperInvariant(), q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6));
+            rows.Add(Measure(setting.ToUpperInvariant(), q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory));
             result.Restore();
         }
 
-        Row Measure(string name, Tensor x, Tensor reference, double seconds, double weightMB, double quantizedMB)
+        Row Measure(string name, Tensor x, Tensor reference, double seconds, double weightMB, double quantizedMB, Trajectory trajectory)
         {
+            var perStep = ImageMetrics.TrajectoryMse(fpTrajectory.Steps.Select(s => s.Next).ToList(), trajectory.Steps.Select(s => s.Next).ToList());
             double fid = double.NaN;
             if (realStats is not null)
                 fid = FrechetDistance.Compute(features.Statistics(x, name), realStats);
             var (acc, _) = ClassFidelity.Accuracy(classifier, x, labelsArray, model.Config.NumClasses);
-            return new Row(name, ImageMetrics.Psnr(x, reference), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB);
+            return new Row(name, ImageMetrics.Psnr(x, reference), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep);
         }
 
         Directory.CreateDirectory(outDir);
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | sampling time (s) | model weights (MB) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | model weights (MB) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.WeightMB:F2} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.WeightMB:F2} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
             model = modelPath, samples, sampler, steps, cfg, seed, layers, real_stats = realStats?.Source, real_stats_count = realStats?.Count,
-            rows = rows.Select(r => new { r.Setting, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB }),
+            rows = rows.Select(r => new { r.Setting, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Setting))}).");
