@@ -1,0 +1,96 @@
+using AdaTSQ.Methods.Gptq;
+using AdaTSQ.Methods.Rtn;
+using AdaTSQ.Models;
+using AdaTSQ.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Tests.Methods.Gptq;
+
+public class GptqQuantizerTests
+{
+    /// <summary>Inputs with strongly correlated features, as real activations have.</summary>
+    private static Tensor CorrelatedInputs(long n, long features, long seed)
+    {
+        var gen = new Generator((ulong)seed);
+        var basis = torch.randn([features / 4, features], generator: gen);
+        return torch.randn([n, features / 4], generator: gen).mm(basis) + torch.randn([n, features], generator: gen) * 0.1;
+    }
+
+    private static double OutputError(Tensor w, Tensor q, Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        return ((w - q).mm(x.t())).norm().item<float>() / w.mm(x.t()).norm().item<float>();
+    }
+
+    [TestCase(4, 0, false)]
+    [TestCase(3, 16, true)]
+    public void WithAnIdentityHessianGptqIsRoundToNearest(int bits, int group, bool symmetric)
+    {
+        using var w = TestTensors.Randn(1, 24, 64);
+        using var h = torch.eye(64, dtype: ScalarType.Float64);
+        var spec = QuantSpec.Weight(bits, group, symmetric);
+        using var g = new GptqQuantizer().Quantize("fc", w, spec, h);
+        using var r = QuantizedTensor.Quantize(w, spec);
+        using var gd = g.Dequantize();
+        using var rd = r.Dequantize();
+        Assert.That((gd - rd).abs().max().item<float>(), Is.LessThan(1e-5f));
+        Assert.That(g.Parameters.Scale.shape, Is.EqualTo(r.Parameters.Scale.shape));
+        Assert.That(TestTensors.Identical(g.UnpackedCodes(), r.UnpackedCodes()), Is.True);
+    }
+
+    [TestCase(4, 0, false, false)]
+    [TestCase(3, 0, true, false)]
+    [TestCase(4, 16, false, false)]
+    [TestCase(3, 16, false, true)]
+    public void BeatsRoundToNearestOnCorrelatedInputs(int bits, int group, bool symmetric, bool actOrder)
+    {
+        using var scope = torch.NewDisposeScope();
+        var w = TestTensors.Randn(2, 48, 64);
+        var x = CorrelatedInputs(512, 64, 3);
+        var h = x.t().mm(x).to(ScalarType.Float64);
+        var spec = QuantSpec.Weight(bits, group, symmetric);
+        using var g = new GptqQuantizer(new GptqOptions { ActOrder = actOrder, BlockSize = 16 }).Quantize("fc", w, spec, h);
+        using var r = QuantizedTensor.Quantize(w, spec);
+        double gptq = OutputError(w, g.Dequantize(), x), rtn = OutputError(w, r.Dequantize(), x);
+        Assert.That(gptq, Is.LessThan(0.8 * rtn), $"GPTQ {gptq:P2} vs RTN {rtn:P2}");
+        Assert.That(g.UnpackedCodes().min().item<short>(), Is.GreaterThanOrEqualTo((short)spec.QMin));
+    }
+
+    [Test]
+    public void DeadInputsGetZeroWeightAndIllConditionedHessiansAreDamped()
+    {
+        using var w = TestTensors.Randn(4, 8, 16);
+        using var x = CorrelatedInputs(64, 16, 5);
+        x.index_fill_(1, torch.tensor(new long[] { 3 }), 0f);
+        using var h = x.t().mm(x).to(ScalarType.Float64);
+        using var q = new GptqQuantizer().Quantize("fc", w, QuantSpec.Weight(4), h);
+        using var dq = q.Dequantize();
+        Assert.That(dq[.., 3].abs().max().item<float>(), Is.Zero);
+        Assert.That(dq.isfinite().all().item<bool>(), Is.True);
+
+        using var indefinite = torch.diag(torch.tensor(new double[] { 1, 1, 1, -50, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }));
+        Assert.Throws<LayerQuantizationException>(() => new GptqQuantizer(new GptqOptions { MaxDampingRetries = 0 }).Quantize("fc", w, QuantSpec.Weight(4), indefinite).Dispose());
+        using var rescued = new GptqQuantizer(new GptqOptions { MaxDampingRetries = 6 }).Quantize("fc", w, QuantSpec.Weight(4), indefinite);
+        Assert.That(rescued.Dequantize().isfinite().all().item<bool>(), Is.True);
+    }
+
+    [Test]
+    public void ThroughTheBuilderItNeedsCalibrationDataAndBeatsRtn()
+    {
+        Assert.Throws<QuantizationConfigurationException>(() => new QuantizationBuilder().ForModel(new TinyTransformer(seed: 1)).Weights(3).Quantizer(new GptqQuantizer()).Build());
+        using var model = new TinyTransformer(width: 64, depth: 2, seed: 7);
+        model.eval();
+        var calibration = Enumerable.Range(0, 4).Select(i => TestTensors.Randn(50 + i, 4, 16, 64)).ToList();
+        double Run(AdaTSQ.Abstractions.IQuantizer quantizer)
+        {
+            var result = new QuantizationBuilder().ForModel(model).Weights(3).Quantizer(quantizer).CalibrationData(calibration).Build().Apply();
+            double mean = result.Layers.Average(l => l.OutputRelativeError!.Value);
+            result.Restore();
+            return mean;
+        }
+        double rtn = Run(new RtnQuantizer()), gptq = Run(new GptqQuantizer());
+        Assert.That(gptq, Is.LessThan(rtn), $"mean layer output error: GPTQ {gptq:P2} vs RTN {rtn:P2}");
+        foreach (var t in calibration) t.Dispose();
+    }
+}
