@@ -53,7 +53,8 @@ internal static class EvaluateCommand
         var ddpm = new DiffusionSampler(diffusion);
         var labelsArray = Enumerable.Range(0, samples).Select(i => (long)(i % model.Config.NumClasses)).ToArray();
         using var labels = torch.tensor(labelsArray, device: device);
-        using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: new Generator((ulong)seed, device), device: device);
+        using var noiseGenerator = new Generator((ulong)seed, device);
+        using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: noiseGenerator, device: device);
         // Pixel-space models need x̂0 clipped to the data range [−1, 1] at every step (as DDPM's pixel models
         // do); the official DiT samples latents without clipping. --no-clip turns it off.
         bool clip = !args.Contains("--no-clip");

@@ -85,12 +85,15 @@ public sealed class GptqQuantizer : IQuantizer
         int groups = (int)(cols / group);
         var scales = new Tensor[groups];
         var zeros = new Tensor?[groups];
+        // Group parameters are owned here (detached from the block scopes they are found in) and disposed once combined.
         void FindParams(int g, Tensor columns)
         {
+            scales[g]?.Dispose();
+            zeros[g]?.Dispose();
             var src = perTensor ? columns.reshape(1, -1) : columns;
             var p = QuantParams.FromRange(src.amin([1], keepdim: true), src.amax([1], keepdim: true), spec);
-            scales[g] = (perTensor ? p.Scale.expand(rows, 1) : p.Scale).to(ScalarType.Float64).MoveToOuterDisposeScope();
-            zeros[g] = p.Zero is null ? null : (perTensor ? p.Zero.expand(rows, 1) : p.Zero).to(ScalarType.Float64).MoveToOuterDisposeScope();
+            scales[g] = (perTensor ? p.Scale.expand(rows, 1) : p.Scale).to(ScalarType.Float64).DetachFromDisposeScope();
+            zeros[g] = p.Zero is null ? null : (perTensor ? p.Zero.expand(rows, 1) : p.Zero).to(ScalarType.Float64).DetachFromDisposeScope();
             p.Dispose();
         }
         // Static groups: with act-order the parameters come from the original, unpermuted column groups.
@@ -134,6 +137,8 @@ public sealed class GptqQuantizer : IQuantizer
 
         var scale = torch.cat(scales, dim: 1).to(ScalarType.Float32);                     // [rows, groups]
         var zero = zeros[0] is null ? null : torch.cat(zeros.Select(z => z!).ToArray(), dim: 1).to(ScalarType.Float32);
+        foreach (var t in scales) t.Dispose();
+        foreach (var t in zeros) t?.Dispose();
         if (perTensor) { scale = scale[..1, ..1]; zero = zero?[..1, ..1]; }
         var parameters = new QuantParams(scale.unsqueeze(-1), zero?.unsqueeze(-1));
         var dequantized = q.to(weight.dtype);
