@@ -25,6 +25,9 @@ public sealed class CalibrationResult : IDisposable
     /// <summary>The statistics of <paramref name="layerName"/>, or null.</summary>
     public LayerStatistics? For(string layerName) => _layers.GetValueOrDefault(layerName);
 
+    /// <summary>Bytes held by all the statistics.</summary>
+    public long Bytes => _layers.Values.Sum(l => l.Bytes);
+
     /// <summary>Names of layers that saw no input at all.</summary>
     public IReadOnlyList<string> LayersWithoutData => _layers.Values.Where(l => !l.HasData).Select(l => l.LayerName).ToList();
 

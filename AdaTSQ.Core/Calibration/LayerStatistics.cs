@@ -12,7 +12,10 @@ namespace AdaTSQ.Calibration;
 public sealed class LayerStatistics : IDisposable
 {
     private readonly Dictionary<int, StepRange> _steps = new();
+    private readonly Dictionary<int, (Tensor Min, Tensor Max)> _stepChannels = new();
     private Tensor? _channelAbsMax;
+    private Tensor? _channelMin;
+    private Tensor? _channelMax;
     private Tensor? _secondMoment;
 
     /// <summary>Creates empty statistics for a layer with <paramref name="inFeatures"/> inputs.</summary>
@@ -47,6 +50,12 @@ public sealed class LayerStatistics : IDisposable
     /// <summary>max |x_j| over all rows, per input channel <c>[in]</c> (float32); null before any input.</summary>
     public Tensor? ChannelAbsMax => _channelAbsMax;
 
+    /// <summary>min x_j over all rows, per input channel <c>[in]</c> (float32); null before any input.</summary>
+    public Tensor? ChannelMin => _channelMin;
+
+    /// <summary>max x_j over all rows, per input channel <c>[in]</c> (float32); null before any input.</summary>
+    public Tensor? ChannelMax => _channelMax;
+
     /// <summary>Σ α·x·xᵀ over all rows <c>[in, in]</c> (float64), α = the calibrator's step weight; null when not collected.</summary>
     public Tensor? SecondMoment => _secondMoment;
 
@@ -55,6 +64,12 @@ public sealed class LayerStatistics : IDisposable
 
     /// <summary>Input ranges per sampling step index (steps seen only; empty when no step was set).</summary>
     public IReadOnlyDictionary<int, StepRange> Steps => _steps;
+
+    /// <summary>Bytes of tensors these statistics hold (second moment, channel and per-step channel extremes).</summary>
+    public long Bytes =>
+        (_secondMoment?.numel() ?? 0) * 8
+        + ((_channelAbsMax?.numel() ?? 0) + (_channelMin?.numel() ?? 0) + (_channelMax?.numel() ?? 0)) * 4
+        + _stepChannels.Values.Sum(c => (c.Min.numel() + c.Max.numel()) * 4);
 
     /// <summary>True when at least one input was observed.</summary>
     public bool HasData => Rows > 0;
@@ -77,9 +92,21 @@ public sealed class LayerStatistics : IDisposable
         if (!x.isfinite().all().item<bool>())
             throw new CalibrationException($"layer '{LayerName}': calibration input{(step is { } s ? $" at {s}" : "")} contains NaN or infinite values.");
         double min = x.min().item<float>(), max = x.max().item<float>();
-        var absMax = x.abs().amax([0]);
-        if (_channelAbsMax is null) _channelAbsMax = absMax.DetachFromDisposeScope();
-        else _channelAbsMax.copy_(torch.maximum(_channelAbsMax, absMax));
+        var cmin = x.amin([0]);
+        var cmax = x.amax([0]);
+        var absMax = torch.maximum(cmin.abs(), cmax.abs());
+        if (_channelAbsMax is null)
+        {
+            _channelAbsMax = absMax.DetachFromDisposeScope();
+            _channelMin = cmin.clone().DetachFromDisposeScope();
+            _channelMax = cmax.clone().DetachFromDisposeScope();
+        }
+        else
+        {
+            _channelAbsMax.copy_(torch.maximum(_channelAbsMax, absMax));
+            _channelMin!.copy_(torch.minimum(_channelMin, cmin));
+            _channelMax!.copy_(torch.maximum(_channelMax, cmax));
+        }
         if (CollectsSecondMoment && weight > 0)
         {
             var xd = x.to(ScalarType.Float64);
@@ -96,6 +123,12 @@ public sealed class LayerStatistics : IDisposable
         {
             var r = new StepRange(min, max, rows);
             _steps[st.StepIndex] = _steps.TryGetValue(st.StepIndex, out var old) ? old.Merge(r) : r;
+            if (_stepChannels.TryGetValue(st.StepIndex, out var c))
+            {
+                c.Min.copy_(torch.minimum(c.Min, cmin));
+                c.Max.copy_(torch.maximum(c.Max, cmax));
+            }
+            else _stepChannels[st.StepIndex] = (cmin.clone().DetachFromDisposeScope(), cmax.clone().DetachFromDisposeScope());
         }
     }
 
@@ -103,9 +136,62 @@ public sealed class LayerStatistics : IDisposable
     public Tensor? MeanSecondMoment() =>
         _secondMoment is null || SecondMomentWeight <= 0 ? null : _secondMoment / SecondMomentWeight;
 
+    /// <summary>
+    /// The statistics of the smoothed inputs <c>x / s</c> (SmoothQuant) for per-channel factors
+    /// <paramref name="s"/> <c>[in]</c> &gt; 0, computed exactly from these: channel extremes divided by
+    /// s, per-step ranges from the per-step channel extremes, and <c>Σ α (x/s)(x/s)ᵀ = H / (s sᵀ)</c>.
+    /// A new object the caller owns.
+    /// </summary>
+    public LayerStatistics Smoothed(Tensor s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        if (s.Dimensions != 1 || s.shape[0] != InFeatures)
+            throw new CalibrationException($"layer '{LayerName}': smoothing factors have shape [{string.Join(", ", s.shape)}], expected [{InFeatures}].");
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var sf = s.to(ScalarType.Float32);
+        var result = new LayerStatistics(LayerName, InFeatures, CollectsSecondMoment)
+        {
+            Calls = Calls, Rows = Rows, SecondMomentWeight = SecondMomentWeight,
+        };
+        if (_channelMin is not null)
+        {
+            var lo = (_channelMin.to(sf.device) / sf);
+            var hi = (_channelMax!.to(sf.device) / sf);
+            result._channelMin = lo.DetachFromDisposeScope();
+            result._channelMax = hi.DetachFromDisposeScope();
+            result._channelAbsMax = torch.maximum(lo.abs(), hi.abs()).DetachFromDisposeScope();
+            result.InputMin = lo.min().item<float>();
+            result.InputMax = hi.max().item<float>();
+        }
+        foreach (var (step, (min, max)) in _stepChannels)
+        {
+            var lo = (min.to(sf.device) / sf).DetachFromDisposeScope();
+            var hi = (max.to(sf.device) / sf).DetachFromDisposeScope();
+            result._stepChannels[step] = (lo, hi);
+            result._steps[step] = new StepRange(lo.min().item<float>(), hi.max().item<float>(), _steps[step].Rows);
+        }
+        if (_secondMoment is not null)
+        {
+            var inv = 1.0 / s.to(ScalarType.Float64, _secondMoment.device);
+            result._secondMoment = (_secondMoment * inv.unsqueeze(1) * inv.unsqueeze(0)).DetachFromDisposeScope();
+        }
+        return result;
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
+        foreach (var (min, max) in _stepChannels.Values)
+        {
+            min.Dispose();
+            max.Dispose();
+        }
+        _stepChannels.Clear();
+        _channelMin?.Dispose();
+        _channelMax?.Dispose();
+        _channelMin = null;
+        _channelMax = null;
         _channelAbsMax?.Dispose();
         _secondMoment?.Dispose();
         _channelAbsMax = null;

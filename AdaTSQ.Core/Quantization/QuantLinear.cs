@@ -22,7 +22,11 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
 {
     private readonly Dictionary<QuantSpec, WeightVersion> _versions = new();
     private readonly Dictionary<QuantSpec, QuantParams> _staticRanges = new();
+    private readonly Dictionary<QuantSpec, List<(int First, int Last, QuantParams Range)>> _stepRanges = new();
     private Linear? _original;
+    private Tensor? _smoothing;
+    private Tensor? _inverseSmoothing;
+    private Tensor? _smoothedWeight;
 #pragma warning disable IDE1006 // TorchSharp registers parameters under the field names: keep the state-dict names.
     private Parameter weight;
     private Parameter? bias;
@@ -82,6 +86,44 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// <summary>The config the next call will use, at the current <see cref="TimestepContext"/> step.</summary>
     public LayerQuantConfig ActiveConfig => Policy?.Resolve(LayerName, TimestepContext.Current) ?? DefaultConfig;
 
+    /// <summary>
+    /// SmoothQuant factors <c>s</c> <c>[in]</c>, or null: when set, a quantized call computes
+    /// <c>Q(x / s) · Q(W · diag(s))ᵀ</c> (the weight versions are quantized from <c>W · diag(s)</c>), which
+    /// equals <c>x Wᵀ</c> in exact arithmetic but moves activation outliers into the weights. Full-precision
+    /// calls ignore it.
+    /// </summary>
+    public Tensor? InputSmoothing => _smoothing;
+
+    /// <summary>
+    /// Sets (or with null removes) the SmoothQuant factors. Only while no weight version is held, since
+    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>).
+    /// </summary>
+    public void SetInputSmoothing(Tensor? factors)
+    {
+        if (_versions.Count > 0)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
+        if (factors is not null)
+        {
+            if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
+                throw new LayerQuantizationException(LayerName, $"smoothing factors have shape [{string.Join(", ", factors.shape)}], expected [{InFeatures}].");
+            using var check = torch.NewDisposeScope();
+            if (!(factors.isfinite().all().item<bool>() && (factors > 0).all().item<bool>()))
+                throw new LayerQuantizationException(LayerName, "smoothing factors must be finite and positive.");
+        }
+        DisposeSmoothing();
+        if (factors is null) return;
+        using var noGrad = torch.no_grad();
+        _smoothing = factors.to(weight.dtype, weight.device, copy: true).DetachFromDisposeScope();
+        _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
+    }
+
+    /// <summary>The weight the quantized versions stand for: <c>W · diag(s)</c> with smoothing, else <c>W</c> (a new tensor, detached).</summary>
+    public Tensor SmoothedWeight()
+    {
+        using var noGrad = torch.no_grad();
+        return _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+    }
+
     /// <summary>The weight specs this layer holds a quantized version for.</summary>
     public IReadOnlyCollection<QuantSpec> WeightVersions => _versions.Keys;
 
@@ -131,13 +173,47 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
             throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
         if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
             throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
-        using var lo = torch.tensor((float)min).reshape(1, 1, 1);
-        using var hi = torch.tensor((float)max).reshape(1, 1, 1);
-        var p = QuantParams.FromRange(lo, hi, activationSpec);
-        var moved = p.To(weight.device);
-        p.Dispose();
+        var moved = RangeParams(activationSpec, min, max);
         if (_staticRanges.Remove(activationSpec, out var old)) old.Dispose();
         _staticRanges[activationSpec] = moved;
+    }
+
+    /// <summary>
+    /// Sets the calibrated input range of a static activation spec for the sampling steps
+    /// <paramref name="firstStep"/>…<paramref name="lastStep"/> (a timestep group); calls at other steps,
+    /// or outside any step, use the range set by <see cref="SetStaticInputRange(QuantSpec, double, double)"/>.
+    /// </summary>
+    public void SetStaticInputRange(QuantSpec activationSpec, double min, double max, int firstStep, int lastStep)
+    {
+        if (firstStep < 0 || lastStep < firstStep)
+            throw new LayerQuantizationException(LayerName, $"step group {firstStep}…{lastStep} is not a valid range of step indices.");
+        activationSpec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
+        if (activationSpec.Dynamic)
+            throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
+        if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
+            throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
+        if (!_stepRanges.TryGetValue(activationSpec, out var list)) _stepRanges[activationSpec] = list = [];
+        var overlapping = list.Where(r => r.First <= lastStep && firstStep <= r.Last).ToList();
+        if (overlapping.Any(r => r.First != firstStep || r.Last != lastStep))
+            throw new LayerQuantizationException(LayerName, $"step group {firstStep}…{lastStep} overlaps group(s) {string.Join(", ", overlapping.Select(r => $"{r.First}…{r.Last}"))}.");
+        foreach (var r in overlapping)
+        {
+            r.Range.Dispose();
+            list.Remove(r);
+        }
+        list.Add((firstStep, lastStep, RangeParams(activationSpec, min, max)));
+    }
+
+    /// <summary>The step groups with their own static range for <paramref name="activationSpec"/>.</summary>
+    public IReadOnlyList<(int FirstStep, int LastStep)> StaticRangeGroups(QuantSpec activationSpec) =>
+        _stepRanges.TryGetValue(activationSpec, out var list) ? list.Select(r => (r.First, r.Last)).OrderBy(r => r.First).ToList() : [];
+
+    private QuantParams RangeParams(QuantSpec spec, double min, double max)
+    {
+        using var lo = torch.tensor((float)min).reshape(1, 1, 1);
+        using var hi = torch.tensor((float)max).reshape(1, 1, 1);
+        using var p = QuantParams.FromRange(lo, hi, spec);
+        return p.To(weight.device);
     }
 
     /// <inheritdoc />
@@ -147,10 +223,20 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
             throw new LayerQuantizationException(LayerName, $"input has shape [{string.Join(", ", input.shape)}], expected last dimension {InFeatures}.");
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
-        var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : weight;
-        if (!config.Activation.IsEnabled) return nn.functional.linear(input, w, bias);
-        using var x = QuantizeInput(input, config.Activation);
+        if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
+        var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
+        if (!config.Activation.IsEnabled && _inverseSmoothing is null) return nn.functional.linear(input, w, bias);
+        using var smoothed = _inverseSmoothing is null ? null : input * _inverseSmoothing;
+        using var x = QuantizeInput(smoothed ?? input, config.Activation);
         return nn.functional.linear(x, w, bias);
+    }
+
+    private Tensor FloatWeightForQuantizedInput()
+    {
+        if (_smoothing is null) return weight;
+        if (_smoothedWeight is null)
+            using (torch.no_grad()) _smoothedWeight = (weight.detach() * _smoothing.unsqueeze(0)).DetachFromDisposeScope();
+        return _smoothedWeight;
     }
 
     /// <summary>Quantize→dequantize of an input under <paramref name="spec"/> (dynamic, or with the calibrated static range).</summary>
@@ -158,6 +244,10 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     {
         if (!spec.IsEnabled) return input.alias();
         if (spec.Dynamic) return FakeQuantizer.QuantizeDequantize(input, spec);
+        if (TimestepContext.Current is { } step && _stepRanges.TryGetValue(spec, out var groups))
+            foreach (var g in groups)
+                if (g.First <= step.StepIndex && step.StepIndex <= g.Last)
+                    return FakeQuantizer.QuantizeDequantize(input, spec, g.Range);
         if (!_staticRanges.TryGetValue(spec, out var range))
             throw new LayerQuantizationException(LayerName, $"static activation spec {spec} has no calibrated range: calibrate the model first (a calibrator sets it).");
         return FakeQuantizer.QuantizeDequantize(input, spec, range);
@@ -175,8 +265,8 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         ConditionallyRegisterParameter("weight", (Parameter?)null);
         ConditionallyRegisterParameter("bias", (Parameter?)null);
         ClearWeightVersions();
-        foreach (var r in _staticRanges.Values) r.Dispose();
-        _staticRanges.Clear();
+        ClearRanges();
+        DisposeSmoothing();
         return original;
     }
 
@@ -192,6 +282,36 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
             _staticRanges[key] = old.To(weight.device);
             old.Dispose();
         }
+        foreach (var list in _stepRanges.Values)
+            for (int i = 0; i < list.Count; i++)
+            {
+                var moved = list[i].Range.To(weight.device);
+                list[i].Range.Dispose();
+                list[i] = (list[i].First, list[i].Last, moved);
+            }
+        if (_smoothing is not null)
+        {
+            var s = _smoothing.to(weight.dtype, weight.device, copy: true).DetachFromDisposeScope();
+            DisposeSmoothing();
+            _smoothing = s;
+            _inverseSmoothing = s.reciprocal().DetachFromDisposeScope();
+        }
+    }
+
+    private void ClearRanges()
+    {
+        foreach (var r in _staticRanges.Values) r.Dispose();
+        _staticRanges.Clear();
+        foreach (var r in _stepRanges.Values.SelectMany(l => l)) r.Range.Dispose();
+        _stepRanges.Clear();
+    }
+
+    private void DisposeSmoothing()
+    {
+        _smoothing?.Dispose();
+        _inverseSmoothing?.Dispose();
+        _smoothedWeight?.Dispose();
+        _smoothing = _inverseSmoothing = _smoothedWeight = null;
     }
 
     /// <inheritdoc />
@@ -200,8 +320,8 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         if (disposing)
         {
             ClearWeightVersions();
-            foreach (var r in _staticRanges.Values) r.Dispose();
-            _staticRanges.Clear();
+            ClearRanges();
+            DisposeSmoothing();
         }
         base.Dispose(disposing);
     }

@@ -1,5 +1,6 @@
 using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
+using AdaTSQ.Methods.Gptq;
 using AdaTSQ.Methods.Rtn;
 using AdaTSQ.Policies;
 using Microsoft.Extensions.Logging;
@@ -32,6 +33,8 @@ public sealed class QuantizationBuilder
 {
     private readonly List<string> _include = [];
     private readonly List<string> _exclude = [];
+    private Func<ILogger?, ICalibrator>? _calibratorFactory;
+    private Func<ILogger?, IQuantizer>? _quantizerFactory;
 
     internal nn.Module? Model { get; private set; }
     internal QuantSpec? WeightSpec { get; private set; }
@@ -44,6 +47,9 @@ public sealed class QuantizationBuilder
     internal ILogger? Logger { get; private set; }
     internal IProgress<QuantizationProgress>? Progress { get; private set; }
     internal bool OutputErrorReport { get; private set; } = true;
+    internal double? SmoothingAlpha { get; private set; }
+    internal int RangeGroups { get; private set; }
+    internal BlockwiseCalibration? Blockwise { get; private set; }
 
     /// <summary>The model to quantize (any TorchSharp module tree with linear layers). Required.</summary>
     public QuantizationBuilder ForModel(nn.Module model)
@@ -92,6 +98,79 @@ public sealed class QuantizationBuilder
     public QuantizationBuilder Calibrator(ICalibrator calibrator)
     {
         CalibratorInstance = calibrator ?? throw new ArgumentNullException(nameof(calibrator));
+        _calibratorFactory = null;
+        return this;
+    }
+
+    /// <summary>
+    /// AdaTSQ's Fisher-guided temporal calibration: the temporal Fisher of the (full-precision) layers
+    /// is estimated by <paramref name="estimator"/> when calibration starts, and each step's calibration
+    /// data are weighted (and/or drawn) by it (see <see cref="FisherCalibrator"/>). Needs a calibration
+    /// source that runs the sampler's steps, e.g. <see cref="TrajectoryCalibrationSource"/>.
+    /// </summary>
+    public QuantizationBuilder UseFisherCalibration(TemporalFisherEstimator estimator, FisherCalibrationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(estimator);
+        _calibratorFactory = logger => new FisherCalibrator(estimator, options, logger);
+        CalibratorInstance = null;
+        return this;
+    }
+
+    /// <summary>Fisher-guided temporal calibration with Fisher values estimated beforehand.</summary>
+    public QuantizationBuilder UseFisherCalibration(TemporalFisher fisher, FisherCalibrationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(fisher);
+        _calibratorFactory = logger => new FisherCalibrator(fisher, options, logger);
+        CalibratorInstance = null;
+        return this;
+    }
+
+    /// <summary>
+    /// Hessian-based weight optimization: GPTQ with <paramref name="options"/> quantizes every weight
+    /// against its (temporally weighted, when Fisher calibration is used) input Hessian.
+    /// Needs calibration data.
+    /// </summary>
+    public QuantizationBuilder UseHessianOptimization(GptqOptions? options = null)
+    {
+        var o = options ?? new GptqOptions();
+        var problems = o.FindProblems();
+        if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
+        _quantizerFactory = logger => new GptqQuantizer(o, logger);
+        QuantizerInstance = null;
+        return this;
+    }
+
+    /// <summary>
+    /// SmoothQuant: before quantization each layer's inputs are divided per channel by
+    /// <c>s_j = max|X_j|^α / max|W_j|^(1−α)</c> (from calibration) and its weight columns multiplied by
+    /// them, moving activation outliers into the weights. The factors are kept as a per-channel input
+    /// scale in the quantized layer (one elementwise multiply per call; folding them into a preceding
+    /// operation is not done). Needs calibration data and quantized activations.
+    /// </summary>
+    public QuantizationBuilder SmoothActivations(double alpha = 0.5)
+    {
+        SmoothingAlpha = alpha;
+        return this;
+    }
+
+    /// <summary>
+    /// Static activation quantization gets one calibrated range per group of consecutive sampling steps
+    /// (<paramref name="groups"/> equal groups, first to last step) instead of one for all steps; calls
+    /// outside any calibrated step use the overall range. 0 or 1 = one range.
+    /// </summary>
+    public QuantizationBuilder StaticRangesPerTimestepGroup(int groups)
+    {
+        RangeGroups = groups;
+        return this;
+    }
+
+    /// <summary>
+    /// Calibrate and quantize block by block (see <see cref="BlockwiseCalibration"/>): peak memory of one
+    /// block's statistics instead of the whole model's, at the price of one calibration pass per block.
+    /// </summary>
+    public QuantizationBuilder CalibrateBlockByBlock(BlockwiseCalibration? options = null)
+    {
+        Blockwise = options ?? new BlockwiseCalibration();
         return this;
     }
 
@@ -115,6 +194,7 @@ public sealed class QuantizationBuilder
     public QuantizationBuilder Quantizer(IQuantizer quantizer)
     {
         QuantizerInstance = quantizer ?? throw new ArgumentNullException(nameof(quantizer));
+        _quantizerFactory = null;
         return this;
     }
 
@@ -168,7 +248,8 @@ public sealed class QuantizationBuilder
         try { selector = new LayerSelector(_include, _exclude); }
         catch (ArgumentException e) { problems.Add(e.Message); }
 
-        var quantizer = QuantizerInstance ?? new RtnQuantizer();
+        var quantizer = QuantizerInstance ?? _quantizerFactory?.Invoke(Logger) ?? new RtnQuantizer();
+        var chosenCalibrator = CalibratorInstance ?? _calibratorFactory?.Invoke(Logger);
         ICalibrationSource? source = Source;
         if (SourceInputs is not null)
         {
@@ -182,13 +263,21 @@ public sealed class QuantizationBuilder
                 problems.Add($"quantizer {quantizer.Name} needs calibration data: call CalibrationData(...).");
             if (staticActivations)
                 problems.Add("static activation quantization needs calibration data for its ranges: call CalibrationData(...), or use dynamic activations.");
-            if (CalibratorInstance is not null)
-                problems.Add($"a calibrator ({CalibratorInstance.Name}) was given but no calibration data: call CalibrationData(...).");
+            if (chosenCalibrator is not null)
+                problems.Add($"a calibrator ({chosenCalibrator.Name}) was given but no calibration data: call CalibrationData(...).");
         }
+        if (SmoothingAlpha is { } a)
+        {
+            if (!(a >= 0 && a <= 1)) problems.Add($"SmoothQuant α {a} must be in [0, 1].");
+            if (source is null) problems.Add("SmoothActivations needs calibration data (per-channel input maxima): call CalibrationData(...).");
+        }
+        if (RangeGroups < 0) problems.Add($"{RangeGroups} timestep groups for static ranges: must not be negative.");
+        if (Blockwise is not null && source is null) problems.Add("CalibrateBlockByBlock needs calibration data: call CalibrationData(...).");
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
 
         var policy = PolicyInstance ?? new StaticTimestepPolicy(new LayerQuantConfig(WeightSpec ?? QuantSpec.FullPrecision, ActivationSpec ?? QuantSpec.FullPrecision));
-        var calibrator = source is null ? null : CalibratorInstance ?? new UniformCalibrator(Logger);
-        return new QuantizationPipeline(Model!, selector!, policy, quantizer, calibrator, source, OutputErrorReport, Logger, Progress);
+        var calibrator = source is null ? null : chosenCalibrator ?? new UniformCalibrator(Logger);
+        return new QuantizationPipeline(Model!, selector!, policy, quantizer, calibrator, source, OutputErrorReport, Logger, Progress,
+            SmoothingAlpha, RangeGroups, Blockwise);
     }
 }

@@ -19,8 +19,12 @@ public sealed class QuantizationPipeline
     private readonly ILogger _logger;
 
     internal QuantizationPipeline(nn.Module model, LayerSelector selector, ITimestepPolicy policy, IQuantizer quantizer,
-        ICalibrator? calibrator, ICalibrationSource? source, bool outputErrorReport, ILogger? logger, IProgress<QuantizationProgress>? progress)
+        ICalibrator? calibrator, ICalibrationSource? source, bool outputErrorReport, ILogger? logger, IProgress<QuantizationProgress>? progress,
+        double? smoothingAlpha = null, int staticRangeGroups = 0, BlockwiseCalibration? blockwise = null)
     {
+        SmoothingAlpha = smoothingAlpha;
+        StaticRangeGroups = staticRangeGroups;
+        Blockwise = blockwise;
         OutputErrorReport = outputErrorReport;
         Model = model;
         Selector = selector;
@@ -53,6 +57,15 @@ public sealed class QuantizationPipeline
     /// <summary>Whether layer reports include the output error on the calibration data (needs second moments).</summary>
     public bool OutputErrorReport { get; }
 
+    /// <summary>SmoothQuant migration strength α (null = no smoothing).</summary>
+    public double? SmoothingAlpha { get; }
+
+    /// <summary>Static activation ranges per this many timestep groups (0 = one range for all steps).</summary>
+    public int StaticRangeGroups { get; }
+
+    /// <summary>Block-by-block calibration settings, or null to calibrate every layer in one pass.</summary>
+    public BlockwiseCalibration? Blockwise { get; }
+
     private IProgress<QuantizationProgress>? Progress { get; }
 
     /// <summary>Quantizes the model in place and reports what it cost.</summary>
@@ -67,31 +80,41 @@ public sealed class QuantizationPipeline
         var surgery = ModelSurgery.ReplaceLinears(Model, Selector);
         _logger.LogInformation("Quantizing {Model} with {Quantizer}, policy {Policy}: {Surgery}", Model.GetType().Name, Quantizer.Name, Policy.Name, surgery);
         var layers = ModelSurgery.FindQuantLinears(Model).Where(l => Selector.Matches(l.LayerName)).ToList();
-        CalibrationResult? calibration = null;
+        int items = 0;
+        long peakBytes = 0;
         try
         {
+            var reports = new List<LayerReport>();
             if (Calibrator is not null && Source is not null)
             {
                 var requirements = OutputErrorReport ? Quantizer.Requirements.Union(CalibrationRequirements.SecondMoments) : Quantizer.Requirements;
-                calibration = Calibrator.Calibrate(layers, Source, requirements, Progress, cancellationToken);
+                if (Calibrator is IPreparingCalibrator preparing) preparing.Prepare(layers, Progress, cancellationToken);
+                var blocks = Blockwise?.Split(layers) ?? [("(all)", layers)];
+                foreach (var (block, members) in blocks)
+                {
+                    using var calibration = Calibrator.Calibrate(members, Source, requirements, Progress, cancellationToken);
+                    items = calibration.Items;
+                    peakBytes = Math.Max(peakBytes, calibration.Bytes);
+                    reports.AddRange(QuantizeLayers(members, calibration, cancellationToken));
+                    if (Blockwise is { FeedQuantizedOutputs: true })
+                        foreach (var layer in members) layer.Policy = Policy;
+                    if (blocks.Count > 1)
+                        _logger.LogInformation("Block {Block}: {Layers} layers calibrated and quantized ({MB:F1} MB of statistics)", block, members.Count, calibration.Bytes / 1e6);
+                }
             }
-            var reports = QuantizeLayers(layers, calibration, cancellationToken);
+            else reports.AddRange(QuantizeLayers(layers, null, cancellationToken));
             foreach (var layer in layers) layer.Policy = Policy;
             watch.Stop();
             var result = new QuantizationResult(Model, Policy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
-                layers.Sum(l => l.QuantizedWeightBytes), calibration?.Items ?? 0, watch.Elapsed);
-            _logger.LogInformation("Quantized {Layers} layers in {Seconds:F1} s; weights {Float:N0} → {Quantized:N0} bytes",
-                layers.Count, watch.Elapsed.TotalSeconds, result.FloatWeightBytes, result.QuantizedWeightBytes);
+                layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) { PeakCalibrationBytes = peakBytes };
+            _logger.LogInformation("Quantized {Layers} layers in {Seconds:F1} s; weights {Float:N0} → {Quantized:N0} bytes; peak calibration statistics {Peak:N0} bytes",
+                layers.Count, watch.Elapsed.TotalSeconds, result.FloatWeightBytes, result.QuantizedWeightBytes, peakBytes);
             return result;
         }
         catch
         {
             ModelSurgery.Restore(Model);
             throw;
-        }
-        finally
-        {
-            calibration?.Dispose();
         }
     }
 
@@ -123,40 +146,83 @@ public sealed class QuantizationPipeline
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
     }
 
-    private List<LayerReport> QuantizeLayers(List<QuantLinear> layers, CalibrationResult? calibration, CancellationToken cancellationToken)
+    private List<LayerReport> QuantizeLayers(IReadOnlyList<QuantLinear> layers, CalibrationResult? calibration, CancellationToken cancellationToken)
     {
-        var work = layers.SelectMany(l => Policy.ConfigsFor(l.LayerName).Select(c => (Layer: l, Config: c))).ToList();
         var reports = new List<LayerReport>();
-        int done = 0;
-        foreach (var (layer, config) in work)
+        int done = 0, total = layers.Sum(l => Policy.ConfigsFor(l.LayerName).Count);
+        foreach (var layer in layers)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var stats = calibration?.For(layer.LayerName);
-            if (config.Weight.IsEnabled && !layer.HasWeightVersion(config.Weight))
+            var raw = calibration?.For(layer.LayerName);
+            var configs = Policy.ConfigsFor(layer.LayerName);
+            LayerStatistics? smoothed = null;
+            try
             {
-                if (Quantizer.Requirements.InputSecondMoments && stats is not { HasData: true })
-                    throw new CalibrationException($"layer '{layer.LayerName}': {Quantizer.Name} needs calibration statistics, but the layer saw no input during calibration.");
-                var q = Quantizer.Quantize(layer.LayerName, layer.Weight, config.Weight, stats, cancellationToken);
-                layer.SetWeightVersion(q);
+                if (SmoothingAlpha is { } alpha && configs.Any(c => c.Activation.IsEnabled))
+                {
+                    if (raw is not { HasData: true, ChannelAbsMax: not null })
+                        throw new CalibrationException($"layer '{layer.LayerName}': SmoothQuant needs the per-channel input maxima from calibration, but the layer saw no input.");
+                    using var factors = SmoothingFactors(layer, raw.ChannelAbsMax, alpha);
+                    layer.SetInputSmoothing(factors);
+                    smoothed = raw.Smoothed(factors);
+                }
+                var stats = smoothed ?? raw;
+                using var weight = layer.SmoothedWeight();
+                foreach (var config in configs)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (config.Weight.IsEnabled && !layer.HasWeightVersion(config.Weight))
+                    {
+                        if (Quantizer.Requirements.InputSecondMoments && stats is not { HasData: true })
+                            throw new CalibrationException($"layer '{layer.LayerName}': {Quantizer.Name} needs calibration statistics, but the layer saw no input during calibration.");
+                        layer.SetWeightVersion(Quantizer.Quantize(layer.LayerName, weight, config.Weight, stats, cancellationToken));
+                    }
+                    if (config.Activation is { IsEnabled: true, Dynamic: false }) SetStaticRanges(layer, config.Activation, stats);
+                    if (config.Weight.IsEnabled) reports.Add(Report(layer, weight, config, stats));
+                    Progress?.Report(new QuantizationProgress("quantize", ++done, total, layer.LayerName));
+                }
             }
-            if (config.Activation is { IsEnabled: true, Dynamic: false })
+            finally
             {
-                if (stats is not { HasData: true })
-                    throw new CalibrationException($"layer '{layer.LayerName}': static activation range needs calibration input, but the layer saw none.");
-                layer.SetStaticInputRange(config.Activation, stats.InputMin, stats.InputMax);
+                smoothed?.Dispose();
             }
-            if (config.Weight.IsEnabled) reports.Add(Report(layer, config, stats));
-            Progress?.Report(new QuantizationProgress("quantize", ++done, work.Count, layer.LayerName));
         }
         return reports;
     }
 
-    private static LayerReport Report(QuantLinear layer, LayerQuantConfig config, LayerStatistics? stats)
+    /// <summary>SmoothQuant: s_j = max|X_j|^α / max|W_j|^(1−α), both clamped to ≥ 1e-5.</summary>
+    private static Tensor SmoothingFactors(QuantLinear layer, Tensor channelAbsMax, double alpha)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var x = channelAbsMax.to(ScalarType.Float64, layer.Weight.device).clamp_min(1e-5);
+        var w = layer.Weight.detach().abs().amax([0]).to(ScalarType.Float64).clamp_min(1e-5);
+        return (x.pow(alpha) / w.pow(1 - alpha)).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    private void SetStaticRanges(QuantLinear layer, QuantSpec spec, LayerStatistics? stats)
+    {
+        if (stats is not { HasData: true })
+            throw new CalibrationException($"layer '{layer.LayerName}': static activation range needs calibration input, but the layer saw none.");
+        layer.SetStaticInputRange(spec, stats.InputMin, stats.InputMax);
+        if (StaticRangeGroups <= 1 || stats.Steps.Count == 0) return;
+        int steps = stats.Steps.Keys.Max() + 1;
+        int groups = Math.Min(StaticRangeGroups, steps);
+        for (int g = 0; g < groups; g++)
+        {
+            int first = g * steps / groups, last = (g + 1) * steps / groups - 1;
+            var seen = stats.Steps.Where(p => p.Key >= first && p.Key <= last).Select(p => p.Value).ToList();
+            if (seen.Count == 0) continue;
+            var range = seen.Aggregate((a, b) => a.Merge(b));
+            layer.SetStaticInputRange(spec, range.Min, range.Max, first, last);
+        }
+    }
+
+    private static LayerReport Report(QuantLinear layer, Tensor weight, LayerQuantConfig config, LayerStatistics? stats)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var q = layer.GetWeightVersion(config.Weight);
-        var w = layer.Weight.detach().to(ScalarType.Float64);
+        var w = weight.detach().to(ScalarType.Float64);
         var delta = w - q.Dequantize().to(ScalarType.Float64);
         double weightError = delta.norm().item<double>() / Math.Max(w.norm().item<double>(), double.Epsilon);
         double? outputError = null;

@@ -49,6 +49,12 @@ public sealed class QuantizationResult
     /// <summary>Calibration items run (0 when none).</summary>
     public int CalibrationItems { get; }
 
+    /// <summary>
+    /// Largest amount of calibration statistics (Σ x xᵀ, channel extremes) held at once, in bytes: the
+    /// whole model's with one-pass calibration, the largest block's with block-by-block calibration.
+    /// </summary>
+    public long PeakCalibrationBytes { get; init; }
+
     /// <summary>Wall time of the whole run.</summary>
     public TimeSpan Elapsed { get; }
 

@@ -2,10 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using AdaTSQ.Calibration;
 using AdaTSQ.Data;
 using AdaTSQ.IO;
 using AdaTSQ.Metrics;
-using AdaTSQ.Methods.Rtn;
 using AdaTSQ.Models;
 using AdaTSQ.Models.DiT;
 using AdaTSQ.Quantization;
@@ -27,7 +27,10 @@ internal static class EvaluateCommand
     public const string DefaultClassifier = "models/fashion-classifier.safetensors";
     public const string DefaultRealStats = "models/fashion-test-resnet18-stats.safetensors";
 
-    private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse);
+    private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
+
+    /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
+    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -37,7 +40,19 @@ internal static class EvaluateCommand
         double cfg = Double(args, "--cfg", 2.0);
         string sampler = Program.Option(args, "--sampler") ?? "ddim";
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
-        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseSetting).ToList();
+        int calibSamples = Int(args, "--calib-samples", 32), calibBatch = Int(args, "--calib-batch", 16);
+        int fisherSamples = Int(args, "--fisher-samples", 16);
+        string fisherData = Program.Option(args, "--fisher-data") ?? "real";
+        if (fisherData is not ("real" or "generated")) throw new ArgumentException($"--fisher-data {fisherData}: expected real or generated.");
+        var weighting = new FisherWeighting
+        {
+            Temperature = Double(args, "--fisher-temperature", 1.0),
+            Floor = Double(args, "--fisher-floor", 0.1),
+            PerLayer = !args.Contains("--fisher-shared"),
+        };
+        var fisherUse = Enum.Parse<FisherUse>(Program.Option(args, "--fisher-use") ?? "weight", ignoreCase: true);
+        double fisherFraction = Double(args, "--fisher-fraction", 0.25);
         string outDir = Program.Option(args, "--out") ?? "artifacts/eval";
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
@@ -80,60 +95,140 @@ internal static class EvaluateCommand
         var fp = Generate("fp", fpTrajectory, out double fpSeconds);
         images.Add(fp);
         rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0, fpTrajectory));
+        TemporalFisher? fisher = null;
+        double fisherSeconds = 0;
         foreach (var setting in settings)
         {
-            var (weights, activations) = ParseSetting(setting);
-            var result = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(weights).Activations(activations)
-                .Quantizer(new RtnQuantizer()).WithLogger(log).Build().Apply(ct);
+            var builder = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(setting.Weights).Activations(setting.Activations).WithLogger(log);
+            if (setting.SmoothAlpha is { } alpha) builder.SmoothActivations(alpha);
+            if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
+            if (setting.Method != "rtn" || setting.SmoothAlpha is not null || !setting.Activations.Dynamic)
+            {
+                // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
+                builder.CalibrationData(TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
+                {
+                    Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
+                })).WithProgress(new ConsoleProgressBar($"calibrate {setting.Name}"));
+            }
+            double extraSeconds = 0;
+            if (setting.Method == "gptqf")
+            {
+                if (fisher is null)
+                {
+                    var watch = Stopwatch.StartNew();
+                    fisher = EstimateFisher(model, diffusion, layers, fisherData, fisherSamples, ddpm, options, seed, device, log, ct);
+                    fisherSeconds = watch.Elapsed.TotalSeconds;
+                }
+                extraSeconds = fisherSeconds;
+                builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = fisherUse, StepFraction = fisherFraction, Seed = seed });
+            }
+            if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+            var result = builder.Build().Apply(ct);
             using var trajectory = new Trajectory();
-            var q = Generate(setting, trajectory, out double seconds);
+            var q = Generate(setting.Name, trajectory, out double seconds);
             images.Add(q);
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
-            rows.Add(Measure(setting.ToUpperInvariant(), q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory));
+            rows.Add(Measure(setting.Name, q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory, result.Elapsed.TotalSeconds + extraSeconds));
             result.Restore();
         }
 
-        Row Measure(string name, Tensor x, Tensor reference, double seconds, double weightMB, double quantizedMB, Trajectory trajectory)
+        Row Measure(string name, Tensor x, Tensor reference, double seconds, double weightMB, double quantizedMB, Trajectory trajectory, double calibrationSeconds = 0)
         {
             var perStep = ImageMetrics.TrajectoryMse(fpTrajectory.Steps.Select(s => s.Next).ToList(), trajectory.Steps.Select(s => s.Next).ToList());
             double fid = double.NaN;
             if (realStats is not null)
                 fid = FrechetDistance.Compute(features.Statistics(x, name), realStats);
             var (acc, _) = ClassFidelity.Accuracy(classifier, x, labelsArray, model.Config.NumClasses);
-            return new Row(name, ImageMetrics.Psnr(x, reference), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep);
+            return new Row(name, ImageMetrics.Psnr(x, reference), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep, calibrationSeconds);
         }
 
         Directory.CreateDirectory(outDir);
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | model weights (MB) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | calibration + quantization time (s) | model weights (MB) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.WeightMB:F2} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
             model = modelPath, samples, sampler, steps, cfg, seed, layers, real_stats = realStats?.Source, real_stats_count = realStats?.Count,
-            rows = rows.Select(r => new { r.Setting, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
+            calib_samples = calibSamples, fisher_samples_per_step = fisherSamples, fisher_data = fisherData, fisher_weighting = weighting, fisher_use = fisherUse.ToString(),
+            rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
+        if (fisher is not null)
+        {
+            File.WriteAllText(Path.Combine(outDir, "fisher.json"), fisher.ToJson());
+            FisherPlot.Save(Path.Combine(outDir, "fisher-alpha.png"), fisher, weighting, settings.Where(x => x.FisherTemperature is not null).Select(x => x.FisherTemperature!.Value));
+            Console.WriteLine($"Wrote {outDir}/fisher.json and fisher-alpha.png (temporal Fisher: {fisherSeconds:F1} s).");
+        }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Setting))}).");
         foreach (var t in images.Skip(1)) t.Dispose();
         fp.Dispose();
         return 0;
     }
 
-    /// <summary>"rtn-w4a8", "rtn-w4a16-g32" → weight and activation specs.</summary>
-    internal static (QuantSpec Weights, QuantSpec Activations) ParseSetting(string setting)
+    /// <summary>
+    /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing
+    /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7).
+    /// </summary>
+    internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        if (parts.Length < 2 || parts[0] != "rtn" || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form rtn-w<bits>a<bits>[-g<group>], e.g. rtn-w4a8 (other methods come with their issues).");
+        string[] methods = ["rtn", "gptq", "gptqf"];
+        if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8.");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
-        int group = parts.Length > 2 && parts[2].StartsWith('g') ? int.Parse(parts[2][1..], CultureInfo.InvariantCulture) : 0;
-        return (QuantSpec.Weight(w, group), QuantSpec.Activation(act));
+        int group = 0, rangeGroups = 0;
+        double? smooth = null, temperature = null;
+        bool dynamic = true;
+        foreach (var extra in parts.Skip(2))
+        {
+            if (extra.StartsWith("static", StringComparison.Ordinal))
+            {
+                dynamic = false;
+                rangeGroups = extra.Length > 6 ? int.Parse(extra[6..], CultureInfo.InvariantCulture) : 0;
+            }
+            else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
+            else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
+            else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> for gptqf).");
+        }
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups);
+    }
+
+    /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
+    private static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, string data, int samplesPerStep,
+        DiffusionSampler sampler, SamplingOptions options, long seed, Device device, ILogger log, CancellationToken ct)
+    {
+        const int pool = 256;
+        Tensor x0, y;
+        if (data == "real")
+        {
+            var train = ImageDataset.FashionMnist(train: true);
+            var rng = new Random((int)seed + 4000);
+            var indices = Enumerable.Range(0, pool).Select(_ => rng.Next(train.Count)).ToList();
+            (x0, y) = train.Batch(indices, device);
+        }
+        else
+        {
+            y = torch.tensor(Enumerable.Range(0, pool).Select(i => (long)(i % model.Config.NumClasses)).ToArray(), device: device);
+            using var generator = new Generator((ulong)(seed + 3000), device);
+            using var noise = torch.randn([pool, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: generator, device: device);
+            x0 = sampler.SampleDdim((x, t, l) => model.call(x, t, l), noise, y, options with { Seed = seed + 3001, Progress = new ConsoleProgressBar("fisher data") }, ct);
+        }
+        using (x0)
+        using (y)
+        {
+            var selector = new LayerSelector([layers], []);
+            var weights = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
+            var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y,
+                new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000 }, log);
+            return estimator.Estimate(weights, new ConsoleProgressBar("fisher"), ct);
+        }
     }
 
     private static int Int(string[] args, string name, int fallback) => Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
