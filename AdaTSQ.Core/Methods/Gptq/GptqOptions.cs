@@ -1,3 +1,5 @@
+using AdaTSQ.Quantization;
+
 namespace AdaTSQ.Methods.Gptq;
 
 /// <summary>Options of <see cref="GptqQuantizer"/>; the defaults are those of the reference <c>gptq.py</c>.</summary>
@@ -12,6 +14,12 @@ public sealed record GptqOptions
     /// <summary>Quantize columns in order of decreasing diag(H) ("act-order"); with groups, group parameters are fixed up front (static groups).</summary>
     public bool ActOrder { get; init; }
 
+    /// <summary>
+    /// The MSE clipping search for each group's range (reference: <c>mse=True</c>); null (default) = the
+    /// plain min/max range.
+    /// </summary>
+    public ClipSearchOptions? ClipSearch { get; init; }
+
     /// <summary>How many times the damping is multiplied by 10 when H is still not positive definite.</summary>
     public int MaxDampingRetries { get; init; } = 6;
 
@@ -22,6 +30,7 @@ public sealed record GptqOptions
         if (BlockSize <= 0) p.Add($"GPTQ block size {BlockSize} must be positive.");
         if (!(PercDamp > 0) || PercDamp > 1) p.Add($"GPTQ damping {PercDamp} must be in (0, 1].");
         if (MaxDampingRetries < 0) p.Add($"GPTQ damping retries {MaxDampingRetries} must not be negative.");
+        if (ClipSearch is not null) p.AddRange(ClipSearch.FindProblems());
         return p;
     }
 }

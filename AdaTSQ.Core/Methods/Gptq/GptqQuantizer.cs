@@ -91,7 +91,9 @@ public sealed class GptqQuantizer : IQuantizer
             scales[g]?.Dispose();
             zeros[g]?.Dispose();
             var src = perTensor ? columns.reshape(1, -1) : columns;
-            var p = QuantParams.FromRange(src.amin([1], keepdim: true), src.amax([1], keepdim: true), spec);
+            var p = Options.ClipSearch is { } search
+                ? ClipSearch.FindParams(src, spec, search)
+                : QuantParams.FromRange(src.amin([1], keepdim: true), src.amax([1], keepdim: true), spec);
             scales[g] = (perTensor ? p.Scale.expand(rows, 1) : p.Scale).to(ScalarType.Float64).DetachFromDisposeScope();
             zeros[g] = p.Zero is null ? null : (perTensor ? p.Zero.expand(rows, 1) : p.Zero).to(ScalarType.Float64).DetachFromDisposeScope();
             p.Dispose();
