@@ -8,10 +8,16 @@ if (args.Contains("--help") || args.Contains("-h"))
     Console.WriteLine("""
         Usage: ./run.sh [sample] [options] [--device cpu|cuda] [--seed N] [--verbose]
         Samples:
-          evaluate          (default) FP vs RTN-quantized Fashion-MNIST DiT, same seeds: PSNR, SSIM, FID (ResNet-18
-                            features), class accuracy, sampling time, weight memory; writes results.md/.json and samples.png
-                            --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip
-                            --methods rtn-w8a8,rtn-w4a8[,rtn-w4a16-g32] --layers GLOB --out DIR
+          evaluate          (default) FP vs quantized Fashion-MNIST DiT, same seeds: PSNR, SSIM, FID (ResNet-18
+                            features), class accuracy, sampling and calibration time, weight memory; writes
+                            results.md/.json, samples.png and (with gptqf) fisher.json + fisher-alpha.png
+                            --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
+                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>]
+                                      method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration)
+                                      default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
+                            calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
+                            Fisher: --fisher-samples N per step (16) --fisher-data real|generated --fisher-temperature T (1)
+                                    --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
           transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
           fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference): --count N --output FILE
           train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --checkpoint-every K --work DIR --output FILE --resume

@@ -40,7 +40,7 @@ internal static class EvaluateCommand
         double cfg = Double(args, "--cfg", 2.0);
         string sampler = Program.Option(args, "--sampler") ?? "ddim";
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
-        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseSetting).ToList();
+        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseSetting).ToList();
         int calibSamples = Int(args, "--calib-samples", 32), calibBatch = Int(args, "--calib-batch", 16);
         int fisherSamples = Int(args, "--fisher-samples", 16);
         string fisherData = Program.Option(args, "--fisher-data") ?? "real";
