@@ -30,7 +30,7 @@ internal static class EvaluateCommand
     private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0);
+    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -120,7 +120,7 @@ internal static class EvaluateCommand
                     fisherSeconds = watch.Elapsed.TotalSeconds;
                 }
                 extraSeconds = fisherSeconds;
-                builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = fisherUse, StepFraction = fisherFraction, Seed = seed });
+                builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = setting.FisherUse ?? fisherUse, StepFraction = fisherFraction, Seed = seed });
             }
             if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
             var result = builder.Build().Apply(ct);
@@ -185,6 +185,7 @@ internal static class EvaluateCommand
         int group = 0, rangeGroups = 0;
         double? smooth = null, temperature = null;
         bool dynamic = true;
+        FisherUse? use = null;
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("static", StringComparison.Ordinal))
@@ -194,10 +195,11 @@ internal static class EvaluateCommand
             }
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
+            else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> for gptqf).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> / is (importance sampling) for gptqf).");
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups, use);
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>

@@ -58,6 +58,30 @@ public class GptqQuantizerTests
     }
 
     [Test]
+    public void SmallerGroupsAndActOrderLowerTheErrorWhereTheyShould()
+    {
+        // Inputs whose channel scales span two orders of magnitude: act-order quantizes the channels
+        // that matter most first, while the most freedom is left to absorb their error.
+        using var basis = CorrelatedInputs(1024, 64, 41);
+        using var scales = torch.logspace(-1, 1, 64);
+        using var perm = torch.randperm(64, generator: new Generator(5));
+        using var x = basis * scales.index_select(0, perm);
+        using var w = TestTensors.Randn(42, 32, 64);
+        using var xd = x.to(ScalarType.Float64);
+        using var h = xd.t().mm(xd);
+        double Error(int group, bool actOrder)
+        {
+            using var q = new GptqQuantizer(new GptqOptions { ActOrder = actOrder }).Quantize("fc", w, QuantSpec.Weight(3, group), h);
+            using var d = q.Dequantize();
+            return OutputError(w, d, x);
+        }
+        double channel = Error(0, false), grouped = Error(16, false), ordered = Error(0, true);
+        Assert.That(grouped, Is.LessThan(channel), $"3-bit per-channel {channel:P2}, groups of 16 {grouped:P2}");
+        Assert.That(ordered, Is.LessThan(channel), $"3-bit per-channel {channel:P2}, with act-order {ordered:P2}");
+        Assert.That(Error(16, true), Is.Not.EqualTo(grouped), "act-order changes the grouped result (static groups)");
+    }
+
+    [Test]
     public void DeadInputsGetZeroWeightAndIllConditionedHessiansAreDamped()
     {
         using var w = TestTensors.Randn(4, 8, 16);
