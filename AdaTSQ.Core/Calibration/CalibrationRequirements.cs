@@ -15,7 +15,17 @@ public sealed record CalibrationRequirements
     /// <summary>Collect Σ α·x·xᵀ per layer (<c>[in, in]</c>, float64: memory grows with in²).</summary>
     public bool InputSecondMoments { get; init; }
 
+    /// <summary>
+    /// Keep per-channel input extremes per sampling step as well (2 × in floats per step and layer),
+    /// so that per-step ranges stay exact after SmoothQuant rescaling.
+    /// </summary>
+    public bool PerStepChannelExtremes { get; init; }
+
     /// <summary>What both need.</summary>
     public CalibrationRequirements Union(CalibrationRequirements other) =>
-        new() { InputSecondMoments = InputSecondMoments || other.InputSecondMoments };
+        new()
+        {
+            InputSecondMoments = InputSecondMoments || other.InputSecondMoments,
+            PerStepChannelExtremes = PerStepChannelExtremes || other.PerStepChannelExtremes,
+        };
 }

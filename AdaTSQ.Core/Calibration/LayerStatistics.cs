@@ -19,8 +19,13 @@ public sealed class LayerStatistics : IDisposable
     private Tensor? _secondMoment;
 
     /// <summary>Creates empty statistics for a layer with <paramref name="inFeatures"/> inputs.</summary>
-    public LayerStatistics(string layerName, long inFeatures, bool collectSecondMoment)
+    /// <param name="layerName">The layer's dotted name.</param>
+    /// <param name="inFeatures">Input features.</param>
+    /// <param name="collectSecondMoment">Accumulate Σ α·x·xᵀ.</param>
+    /// <param name="collectStepChannels">Keep per-channel extremes per step (see <see cref="CalibrationRequirements.PerStepChannelExtremes"/>).</param>
+    public LayerStatistics(string layerName, long inFeatures, bool collectSecondMoment, bool collectStepChannels = false)
     {
+        CollectsStepChannels = collectStepChannels;
         LayerName = layerName;
         InFeatures = inFeatures;
         CollectsSecondMoment = collectSecondMoment;
@@ -31,6 +36,9 @@ public sealed class LayerStatistics : IDisposable
 
     /// <summary>Input features.</summary>
     public long InFeatures { get; }
+
+    /// <summary>Whether per-channel extremes are kept per step.</summary>
+    public bool CollectsStepChannels { get; }
 
     /// <summary>Whether <see cref="SecondMoment"/> is accumulated.</summary>
     public bool CollectsSecondMoment { get; }
@@ -123,13 +131,18 @@ public sealed class LayerStatistics : IDisposable
         {
             var r = new StepRange(min, max, rows);
             _steps[st.StepIndex] = _steps.TryGetValue(st.StepIndex, out var old) ? old.Merge(r) : r;
-            if (_stepChannels.TryGetValue(st.StepIndex, out var c))
-            {
-                c.Min.copy_(torch.minimum(c.Min, cmin));
-                c.Max.copy_(torch.maximum(c.Max, cmax));
-            }
-            else _stepChannels[st.StepIndex] = (cmin.clone().DetachFromDisposeScope(), cmax.clone().DetachFromDisposeScope());
+            if (CollectsStepChannels) AddStepChannels(st.StepIndex, cmin, cmax);
         }
+    }
+
+    private void AddStepChannels(int step, Tensor cmin, Tensor cmax)
+    {
+        if (_stepChannels.TryGetValue(step, out var c))
+        {
+            c.Min.copy_(torch.minimum(c.Min, cmin));
+            c.Max.copy_(torch.maximum(c.Max, cmax));
+        }
+        else _stepChannels[step] = (cmin.clone().DetachFromDisposeScope(), cmax.clone().DetachFromDisposeScope());
     }
 
     /// <summary>The normalised second moment Σ α x xᵀ / Σ α (a new tensor), or null when not collected.</summary>
@@ -139,7 +152,8 @@ public sealed class LayerStatistics : IDisposable
     /// <summary>
     /// The statistics of the smoothed inputs <c>x / s</c> (SmoothQuant) for per-channel factors
     /// <paramref name="s"/> <c>[in]</c> &gt; 0, computed exactly from these: channel extremes divided by
-    /// s, per-step ranges from the per-step channel extremes, and <c>Σ α (x/s)(x/s)ᵀ = H / (s sᵀ)</c>.
+    /// s, per-step ranges from the per-step channel extremes (only when they were kept: otherwise the
+    /// smoothed statistics have no per-step ranges), and <c>Σ α (x/s)(x/s)ᵀ = H / (s sᵀ)</c>.
     /// A new object the caller owns.
     /// </summary>
     public LayerStatistics Smoothed(Tensor s)
@@ -150,7 +164,7 @@ public sealed class LayerStatistics : IDisposable
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var sf = s.to(ScalarType.Float32);
-        var result = new LayerStatistics(LayerName, InFeatures, CollectsSecondMoment)
+        var result = new LayerStatistics(LayerName, InFeatures, CollectsSecondMoment, CollectsStepChannels)
         {
             Calls = Calls, Rows = Rows, SecondMomentWeight = SecondMomentWeight,
         };

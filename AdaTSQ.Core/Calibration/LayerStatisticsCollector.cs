@@ -22,7 +22,7 @@ public sealed class LayerStatisticsCollector : ILayerInputObserver
     public LayerStatisticsCollector(IEnumerable<QuantLinear> layers, CalibrationRequirements requirements,
         Func<QuantLinear, TimestepInfo?, double>? stepWeight = null)
     {
-        _statistics = layers.ToDictionary(l => l, l => new LayerStatistics(l.LayerName, l.InFeatures, requirements.InputSecondMoments));
+        _statistics = layers.ToDictionary(l => l, l => new LayerStatistics(l.LayerName, l.InFeatures, requirements.InputSecondMoments, requirements.PerStepChannelExtremes));
         _stepWeight = stepWeight ?? ((_, _) => 1.0);
     }
 

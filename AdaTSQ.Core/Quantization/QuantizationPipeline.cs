@@ -88,6 +88,8 @@ public sealed class QuantizationPipeline
             if (Calibrator is not null && Source is not null)
             {
                 var requirements = OutputErrorReport ? Quantizer.Requirements.Union(CalibrationRequirements.SecondMoments) : Quantizer.Requirements;
+                if (SmoothingAlpha is not null && StaticRangeGroups > 1)
+                    requirements = requirements.Union(new CalibrationRequirements { PerStepChannelExtremes = true });
                 if (Calibrator is IPreparingCalibrator preparing) preparing.Prepare(layers, Progress, cancellationToken);
                 var blocks = Blockwise?.Split(layers) ?? [("(all)", layers)];
                 foreach (var (block, members) in blocks)

@@ -66,8 +66,8 @@ public class SmoothingAndStaticRangeTests
         var steps = new TimestepInfo?[] { new TimestepInfo(0, 2, 999), new TimestepInfo(1, 2, 0) };
         var inputs = new[] { OutlierInputs(6), OutlierInputs(7) };
         using var s = torch.linspace(0.3, 3, 32);
-        var raw = new LayerStatistics("fc", 32, collectSecondMoment: true);
-        var direct = new LayerStatistics("fc", 32, collectSecondMoment: true);
+        var raw = new LayerStatistics("fc", 32, collectSecondMoment: true, collectStepChannels: true);
+        var direct = new LayerStatistics("fc", 32, collectSecondMoment: true, collectStepChannels: true);
         for (int i = 0; i < 2; i++)
         {
             raw.Add(inputs[i], steps[i], 1.0);
@@ -80,6 +80,13 @@ public class SmoothingAndStaticRangeTests
         Assert.That(smoothed.Steps[1].Max, Is.EqualTo(direct.Steps[1].Max).Within(1e-4 * Math.Abs(direct.Steps[1].Max)));
         Assert.That(TestTensors.RelativeError(smoothed.SecondMoment!, direct.SecondMoment!), Is.LessThan(1e-6));
         Assert.That(TestTensors.RelativeError(smoothed.ChannelAbsMax!, direct.ChannelAbsMax!), Is.LessThan(1e-6));
+        // Without per-step channel extremes the smoothed statistics cannot know per-step ranges: they have none.
+        using var lean = new LayerStatistics("fc", 32, collectSecondMoment: false);
+        lean.Add(inputs[0], steps[0], 1.0);
+        using var leanSmoothed = lean.Smoothed(s);
+        Assert.That(leanSmoothed.Steps, Is.Empty);
+        Assert.That(lean.Bytes, Is.LessThan(raw.Bytes));
+        Assert.That(leanSmoothed.InputMax, Is.EqualTo(direct.Steps[0].Max).Within(1e-4 * Math.Abs(direct.Steps[0].Max)));
         raw.Dispose(); direct.Dispose();
         foreach (var t in inputs) t.Dispose();
     }
