@@ -76,6 +76,9 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// <summary>The policy asked on every call for the current step's config; null = use <see cref="DefaultConfig"/>.</summary>
     public ITimestepPolicy? Policy { get; set; }
 
+    /// <summary>Integer kernels that run the configs they support on CPU (inference); null = fake quantization only.</summary>
+    public IntegerLinearKernel? IntegerKernel { get; set; }
+
     /// <summary>An observer that sees every input (calibration); null when none.</summary>
     public ILayerInputObserver? Observer { get; set; }
 
@@ -147,6 +150,7 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
             throw new LayerQuantizationException(LayerName, $"input has shape [{string.Join(", ", input.shape)}], expected last dimension {InFeatures}.");
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
+        if (IntegerKernel?.TryForward(this, input, config) is { } integer) return integer;
         var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : weight;
         if (!config.Activation.IsEnabled) return nn.functional.linear(input, w, bias);
         using var x = QuantizeInput(input, config.Activation);
