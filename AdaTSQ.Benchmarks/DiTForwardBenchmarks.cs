@@ -20,7 +20,9 @@ public class DiTForwardBenchmarks
 {
     private sealed class Short : ManualConfig
     {
-        public Short() => AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5).WithId("Short"));
+        public Short() => AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5)
+            .WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(200))
+            .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance).WithId("Short"));
     }
 
     private DiT _model = null!;

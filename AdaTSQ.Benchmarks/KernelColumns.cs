@@ -8,7 +8,7 @@ using BenchmarkDotNet.Running;
 namespace AdaTSQ.Benchmarks;
 
 /// <summary>
-/// A short job for the kernel benchmarks (1 launch, 2 warm-ups, 5 measured iterations) and the
+/// A short job for the kernel benchmarks (in process, 1 launch, 2 warm-ups, 5 measured iterations of about 200 ms) and the
 /// GOPS / fraction-of-VNNI-peak columns computed from the M, K, N parameters and the mean time.
 /// </summary>
 public sealed class KernelBenchmarkConfig : ManualConfig
@@ -16,7 +16,9 @@ public sealed class KernelBenchmarkConfig : ManualConfig
     /// <summary>Short job plus the GOPS and %peak columns.</summary>
     public KernelBenchmarkConfig()
     {
-        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5).WithId("Short"));
+        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5)
+            .WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(200))
+            .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance).WithId("Short"));
         AddColumn(new GopsColumn(false), new GopsColumn(true));
     }
 }
