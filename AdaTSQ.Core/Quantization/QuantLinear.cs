@@ -80,6 +80,9 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// <summary>The policy asked on every call for the current step's config; null = use <see cref="DefaultConfig"/>.</summary>
     public ITimestepPolicy? Policy { get; set; }
 
+    /// <summary>Integer kernels that run the configs they support on CPU (inference); null = fake quantization only.</summary>
+    public IntegerLinearKernel? IntegerKernel { get; set; }
+
     /// <summary>An observer that sees every input (calibration); null when none.</summary>
     public ILayerInputObserver? Observer { get; set; }
 
@@ -224,10 +227,13 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
         if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
-        var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
-        if (!config.Activation.IsEnabled && _inverseSmoothing is null) return nn.functional.linear(input, w, bias);
+        // With SmoothQuant the versions stand for W·diag(s), so every quantized path takes x / s.
         using var smoothed = _inverseSmoothing is null ? null : input * _inverseSmoothing;
-        using var x = QuantizeInput(smoothed ?? input, config.Activation);
+        var scaled = smoothed ?? input;
+        if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return integer;
+        var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
+        if (!config.Activation.IsEnabled) return nn.functional.linear(scaled, w, bias);
+        using var x = QuantizeInput(scaled, config.Activation);
         return nn.functional.linear(x, w, bias);
     }
 

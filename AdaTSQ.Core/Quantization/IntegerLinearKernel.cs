@@ -1,0 +1,139 @@
+using System.Runtime.CompilerServices;
+using AdaTSQ.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Quantization;
+
+/// <summary>
+/// Integer inference for <see cref="QuantLinear"/>: runs a layer's call on the AdaTSQ.Kernels
+/// integer GEMMs (W8A8, W4A8, W4A4) instead of fake quantization, when the call's config and input
+/// allow it. Weights are packed once per quantized weight version and cached.
+/// </summary>
+/// <remarks>
+/// <para>Supported: float32 CPU inputs without autograd; symmetric weights of 2–8 bits (2–4 bits
+/// run on the 4-bit kernel, 5–8 on the 8-bit one), per channel, per tensor or per group (groups a
+/// multiple of 4, of 8 for ≤ 4 bits); dynamic per-token symmetric activations of 2–8 bits.
+/// Everything else (asymmetric grids, static activation ranges, weight-only configs, other
+/// devices or dtypes) falls back to the fake-quantized path, or throws
+/// <see cref="NotSupportedException"/> when <see cref="Strict"/> is set.</para>
+/// <para>Dispose it to free the packed weights (they are also freed when their quantized weight
+/// version is collected).</para>
+/// </remarks>
+public sealed class IntegerLinearKernel : IDisposable
+{
+    private readonly ConditionalWeakTable<QuantizedTensor, PackedWeights> _packed = new();
+    private readonly object _gate = new();
+
+    /// <summary>Creates the kernel with <paramref name="options"/> (null: <see cref="KernelOptions.Default"/> with torch's thread count).</summary>
+    public IntegerLinearKernel(KernelOptions? options = null)
+    {
+        Options = options ?? new KernelOptions { Threads = torch.get_num_threads() };
+    }
+
+    /// <summary>ISA and threads of every call.</summary>
+    public KernelOptions Options { get; }
+
+    /// <summary>When true, a call the kernels cannot run throws <see cref="NotSupportedException"/> instead of falling back. Default false.</summary>
+    public bool Strict { get; init; }
+
+    /// <summary>Calls that ran on the integer kernels (for reports and tests).</summary>
+    public long IntegerCalls => Interlocked.Read(ref _integerCalls);
+
+    /// <summary>Calls that fell back to fake quantization.</summary>
+    public long FallbackCalls => Interlocked.Read(ref _fallbackCalls);
+
+    private long _integerCalls, _fallbackCalls;
+
+    /// <summary>Sets <paramref name="kernel"/> (or null) on every <see cref="QuantLinear"/> of <paramref name="model"/>; returns how many.</summary>
+    public static int Attach(nn.Module model, IntegerLinearKernel? kernel)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        int count = 0;
+        foreach (var (_, module) in model.named_modules())
+            if (module is QuantLinear q) { q.IntegerKernel = kernel; count++; }
+        return count;
+    }
+
+    /// <summary>Why <paramref name="config"/> cannot run on the integer kernels; null when it can.</summary>
+    public static string? WhyNotSupported(LayerQuantConfig config)
+    {
+        var w = config.Weight;
+        var a = config.Activation;
+        if (!w.IsEnabled || !a.IsEnabled) return $"{config}: the integer kernels need both weights and activations quantized.";
+        if (!w.Symmetric) return $"{config}: asymmetric (zero-point) weights are not supported by the integer kernels.";
+        if (w.Granularity == QuantGranularity.PerGroup && w.GroupSize % (w.Bits <= 4 ? 8 : 4) != 0)
+            return $"{config}: weight group size {w.GroupSize} is not a multiple of {(w.Bits <= 4 ? 8 : 4)}.";
+        if (!a.Dynamic || a.Granularity != QuantGranularity.PerToken || !a.Symmetric)
+            return $"{config}: activations must be dynamic, per-token and symmetric (got {a}).";
+        return null;
+    }
+
+    /// <summary>
+    /// The layer's output computed on the integer kernels, or null when this call cannot run on them
+    /// (see the remarks). Called by <see cref="QuantLinear.forward"/>.
+    /// </summary>
+    public Tensor? TryForward(QuantLinear layer, Tensor input, LayerQuantConfig config)
+    {
+        string? why = WhyNotSupported(config);
+        if (why is null && (input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32))
+            why = $"input on {input.device} as {input.dtype}: the integer kernels take float32 CPU tensors.";
+        if (why is null && input.requires_grad && torch.is_grad_enabled())
+            why = "the input requires gradients: integer inference has no backward pass.";
+        if (why is not null)
+        {
+            if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return null; // full precision: nothing to run
+            if (Strict) throw new NotSupportedException($"layer '{layer.LayerName}': {why}");
+            Interlocked.Increment(ref _fallbackCalls);
+            return null;
+        }
+        var packed = Packed(layer, config.Weight);
+        using var scope = torch.NewDisposeScope();
+        var x = input.contiguous();
+        var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
+        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options);
+        Interlocked.Increment(ref _integerCalls);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    private PackedWeights Packed(QuantLinear layer, QuantSpec spec)
+    {
+        var q = layer.GetWeightVersion(spec);
+        lock (_gate)
+        {
+            if (_packed.TryGetValue(q, out var cached)) return cached;
+            var packed = Pack(q);
+            _packed.Add(q, packed);
+            return packed;
+        }
+    }
+
+    /// <summary>Packs a symmetric quantized weight <c>[N, K]</c> into the kernels' layout.</summary>
+    public static PackedWeights Pack(QuantizedTensor weight)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        var spec = weight.Spec;
+        if (weight.Shape.Length != 2) throw new ArgumentException($"expected a 2-D weight, got shape [{string.Join(", ", weight.Shape)}].", nameof(weight));
+        if (!spec.Symmetric) throw new NotSupportedException($"weight spec {spec}: asymmetric weights are not supported by the integer kernels.");
+        using var scope = torch.NewDisposeScope();
+        long n = weight.Shape[0], k = weight.Shape[1];
+        var codes = weight.Codes.cpu().contiguous();
+        var scales = weight.Parameters.Scale.cpu().to(ScalarType.Float32);
+        int groupSize = spec.Granularity == QuantGranularity.PerGroup ? spec.GroupSize : 0;
+        if (spec.Granularity == QuantGranularity.PerTensor) scales = scales.reshape(1, 1).expand(n, 1);
+        scales = scales.reshape(n, -1).contiguous();
+        if (spec.Bits <= 4 != weight.IsPacked)
+            throw new NotSupportedException($"weight spec {spec}: codes are {(weight.IsPacked ? "" : "not ")}packed two per byte, which the kernels do not expect.");
+        return TorchIntegerGemm.PackWeights(codes, scales, checked((int)k), spec.Bits <= 4 ? 4 : 8, groupSize);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            foreach (var (_, packed) in _packed) packed.Dispose();
+            _packed.Clear();
+        }
+    }
+}

@@ -1,0 +1,136 @@
+using AdaTSQ.Kernels.Interop;
+using AdaTSQ.Kernels.Managed;
+
+namespace AdaTSQ.Kernels;
+
+/// <summary>
+/// Integer GEMMs on spans: dynamic per-token activation quantization, the exact int32 product,
+/// and the dequantizing GEMMs W8A8 / W4A8 / W4A4 (the weight bits come from the
+/// <see cref="PackedWeights"/>, the activation bits from the codes you pass or
+/// <see cref="Linear"/>'s argument). Convention: <c>C[m, n] = Σ_k A[m, k]·B[n, k]</c>.
+/// Every argument is checked before any native call; calls allocate no managed memory on the
+/// native paths.
+/// </summary>
+public static unsafe class IntegerGemm
+{
+    /// <summary>
+    /// Dynamic per-row symmetric quantization of <paramref name="x"/> <c>[m, k]</c>:
+    /// <c>scale = max(clip·max|x| / qmax, 1e-12)</c>, <c>q = clamp(round_half_even(x / scale), ±qmax)</c>,
+    /// qmax = 2^(bits−1) − 1 — the same grid as <c>FakeQuantizer</c> with a per-token spec.
+    /// </summary>
+    public static void QuantizeActivations(ReadOnlySpan<float> x, int m, int k, int bits, Span<sbyte> codes, Span<float> scales, double clipRatio = 1.0, KernelOptions? options = null)
+    {
+        if (m <= 0 || k <= 0) throw new ArgumentOutOfRangeException(m <= 0 ? nameof(m) : nameof(k), $"activation shape [{m}, {k}] must be positive.");
+        if (bits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(bits), bits, "activation bits must be 2–8.");
+        if (!(clipRatio > 0 && clipRatio <= 1)) throw new ArgumentOutOfRangeException(nameof(clipRatio), clipRatio, "clip ratio must be in (0, 1].");
+        Expect(x.Length, (long)m * k, nameof(x), "m × k");
+        Expect(codes.Length, (long)m * k, nameof(codes), "m × k");
+        Expect(scales.Length, m, nameof(scales), "m");
+        options ??= KernelOptions.Default;
+        var isa = NativeKernels.Resolve(options.Isa);
+        if (isa == KernelIsa.Managed)
+        {
+            ManagedGemm.QuantizeRows(x, m, k, bits, (float)clipRatio, codes, scales, options.EffectiveThreads);
+            return;
+        }
+        fixed (float* px = x)
+        fixed (sbyte* pq = codes)
+        fixed (float* ps = scales)
+            NativeMethods.Check(NativeMethods.QuantizeRows((int)isa, px, m, k, k, bits, (float)clipRatio, pq, k, ps, options.EffectiveThreads), "QuantizeActivations");
+    }
+
+    /// <summary>The exact int32 product <c>C = A·Bᵀ</c> (per-channel weights only; scales are not applied).</summary>
+    /// <exception cref="NotSupportedException">The weights have several scale groups along K.</exception>
+    public static void Int32(ReadOnlySpan<sbyte> a, int m, PackedWeights weights, Span<int> c, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Groups != 1) throw new NotSupportedException($"Int32 needs per-channel weights (one group along K); these have {weights.Groups} groups of {weights.GroupSize}.");
+        CheckGemm(a.Length, m, weights, c.Length, null, 0);
+        fixed (sbyte* pa = a)
+        fixed (int* pc = c)
+            Run(pa, m, weights, null, null, pc, outInt32: true, options ?? KernelOptions.Default, "Int32");
+    }
+
+    /// <summary>
+    /// Dequantizing GEMM: <c>C[m, n] = sa[m] · Σ_g sb[n, g] · Σ_{k∈g} A[m, k]·B[n, k] + bias[n]</c>.
+    /// W8A8 or W4A8 (W4A4 with 4-bit activation codes) depending on <paramref name="weights"/>.
+    /// </summary>
+    /// <param name="a">Activation codes <c>[m, K]</c>.</param>
+    /// <param name="activationScales">Per-token scales <c>[m]</c>.</param>
+    /// <param name="m">Rows (tokens).</param>
+    /// <param name="weights">Packed weights <c>[N, K]</c>.</param>
+    /// <param name="bias">Bias <c>[N]</c>, or empty for none.</param>
+    /// <param name="c">Output <c>[m, N]</c>.</param>
+    /// <param name="options">ISA and threads; null for the defaults.</param>
+    public static void Gemm(ReadOnlySpan<sbyte> a, ReadOnlySpan<float> activationScales, int m, PackedWeights weights, ReadOnlySpan<float> bias, Span<float> c, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        CheckGemm(a.Length, m, weights, c.Length, activationScales.Length, bias.Length);
+        fixed (sbyte* pa = a)
+        fixed (float* psa = activationScales)
+        fixed (float* pb = bias)
+        fixed (float* pc = c)
+            Run(pa, m, weights, psa, bias.IsEmpty ? null : pb, pc, outInt32: false, options ?? KernelOptions.Default, "Gemm");
+    }
+
+    /// <summary>
+    /// A quantized linear layer on floats: quantizes <paramref name="x"/> <c>[m, K]</c> per token to
+    /// <paramref name="activationBits"/> into the caller's scratch spans, then runs <see cref="Gemm"/>.
+    /// </summary>
+    public static void Linear(ReadOnlySpan<float> x, int m, PackedWeights weights, int activationBits, ReadOnlySpan<float> bias, Span<float> y,
+        Span<sbyte> codeScratch, Span<float> scaleScratch, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        CheckGemm((long)m * weights.K, m, weights, y.Length, m, bias.Length);
+        QuantizeActivations(x, m, weights.K, activationBits, codeScratch, scaleScratch, 1.0, options);
+        Gemm(codeScratch, scaleScratch, m, weights, bias, y, options);
+    }
+
+    /// <summary>
+    /// The register-only throughput of <c>vpdpbusd</c> on <paramref name="isa"/> (512-bit or
+    /// 256-bit VNNI): 24 (12) independent accumulators, no memory operands,
+    /// <paramref name="iterations"/> loop trips per thread. Returns int8 GOPS (2 ops per multiply-add).
+    /// </summary>
+    public static double MeasureVnniPeakGops(KernelIsa isa, long iterations, int threads)
+    {
+        if (isa is not (KernelIsa.Avx512Vnni or KernelIsa.AvxVnni)) throw new ArgumentException($"the peak loop exists for Avx512Vnni and AvxVnni, not {isa}.", nameof(isa));
+        NativeKernels.Resolve(isa);
+        double seconds, ops;
+        NativeMethods.Check(NativeMethods.VnniPeak((int)isa, iterations, threads, &seconds, &ops), "MeasureVnniPeakGops");
+        return ops / seconds / 1e9;
+    }
+
+    internal static void Run(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, KernelOptions options, string operation)
+    {
+        var isa = NativeKernels.Resolve(options.Isa);
+        int threads = options.EffectiveThreads;
+        if (isa == KernelIsa.Managed)
+        {
+            ManagedGemm.Gemm(a, m, w, sa, bias, c, outInt32, threads);
+            GC.KeepAlive(w);
+            return;
+        }
+        GemmArgs args = new()
+        {
+            A = a, Lda = w.K, B = w.Codes, ColSum = w.ColSum, WeightScale = w.Scale, ActivationScale = sa, Bias = bias,
+            C = c, Ldc = w.N, M = m, N = w.N, K = w.K, PaddedN = w.PaddedN, Group = w.Group, Groups = w.Groups,
+            WeightBits = w.Bits, OutInt32 = outInt32 ? 1 : 0, Threads = threads, Isa = (int)isa,
+        };
+        NativeMethods.Check(NativeMethods.Gemm(&args), operation);
+        GC.KeepAlive(w);
+    }
+
+    private static void CheckGemm(long aLength, int m, PackedWeights w, long cLength, long? scalesLength, long biasLength)
+    {
+        if (m <= 0) throw new ArgumentOutOfRangeException(nameof(m), m, "rows (tokens) must be positive.");
+        Expect(aLength, (long)m * w.K, "a", $"m × K = {m} × {w.K}");
+        Expect(cLength, (long)m * w.N, "c", $"m × N = {m} × {w.N}");
+        if (scalesLength is long s) Expect(s, m, "activationScales", "m");
+        if (biasLength != 0) Expect(biasLength, w.N, "bias", "N (or empty)");
+    }
+
+    private static void Expect(long actual, long expected, string name, string what)
+    {
+        if (actual != expected) throw new ArgumentException($"{name}: expected {what} = {expected} elements, found {actual}.", name);
+    }
+}

@@ -1,0 +1,74 @@
+using System.Runtime.InteropServices;
+
+namespace AdaTSQ.Kernels.Interop;
+
+/// <summary>Status codes of the native library (<c>adatsq_status</c> in native/include/adatsq_kernels.h).</summary>
+internal enum NativeStatus
+{
+    Ok = 0,
+    BadArgument = 1,
+    IsaUnavailable = 2,
+    OutOfMemory = 3,
+    Internal = 4,
+}
+
+/// <summary>Mirror of <c>adatsq_gemm_args</c>; blittable, passed by pointer.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct GemmArgs
+{
+    public sbyte* A;
+    public long Lda;
+    public byte* B;
+    public int* ColSum;
+    public float* WeightScale;
+    public float* ActivationScale;
+    public float* Bias;
+    public void* C;
+    public long Ldc;
+    public long M, N, K;
+    public long PaddedN;
+    public long Group;
+    public long Groups;
+    public int WeightBits;
+    public int OutInt32;
+    public int Threads;
+    public int Isa;
+}
+
+/// <summary>P/Invoke declarations of libadatsq_kernels (source-generated; all arguments blittable).</summary>
+internal static unsafe partial class NativeMethods
+{
+    public const string Library = "adatsq_kernels";
+    public const int AbiVersion = 1;
+
+    [LibraryImport(Library, EntryPoint = "adatsq_abi_version")]
+    public static partial int AbiVersionOf();
+
+    [LibraryImport(Library, EntryPoint = "adatsq_supported_isas")]
+    public static partial int SupportedIsas();
+
+    [LibraryImport(Library, EntryPoint = "adatsq_best_isa")]
+    public static partial int BestIsa();
+
+    [LibraryImport(Library, EntryPoint = "adatsq_quantize_rows")]
+    public static partial NativeStatus QuantizeRows(int isa, float* x, long m, long k, long ldx, int bits, float clip, sbyte* q, long ldq, float* scale, int threads);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_gemm")]
+    public static partial NativeStatus Gemm(GemmArgs* args);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_vnni_peak")]
+    public static partial NativeStatus VnniPeak(int isa, long iterations, int threads, double* seconds, double* ops);
+
+    /// <summary>Turns a failed status into an exception, right after the call.</summary>
+    public static void Check(NativeStatus status, string operation)
+    {
+        switch (status)
+        {
+            case NativeStatus.Ok: return;
+            case NativeStatus.OutOfMemory: throw new OutOfMemoryException($"{operation}: the native kernel could not allocate its scratch memory.");
+            case NativeStatus.IsaUnavailable: throw new KernelException($"{operation}: the native library refused the ISA (not compiled in or not supported by this CPU).");
+            case NativeStatus.BadArgument: throw new KernelException($"{operation}: the native library rejected the arguments (a bug: the managed checks should have caught it).");
+            default: throw new KernelException($"{operation}: the native kernel failed with status {(int)status}.");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Kernels;
+
+/// <summary>
+/// The integer kernels on TorchSharp tensors. Inputs must be contiguous CPU tensors of the dtype
+/// named per argument; every check runs before any native call and throws an
+/// <see cref="ArgumentException"/> naming the argument and the problem.
+/// </summary>
+public static unsafe class TorchIntegerGemm
+{
+    /// <summary>
+    /// Packs a weight given as codes and scales: int8 codes <c>[N, K]</c> for <paramref name="bits"/>
+    /// 5–8, or uint8 bytes <c>[N, ceil(K/2)]</c> of two signed 4-bit codes (low nibble = even column)
+    /// for <paramref name="bits"/> 2–4; float32 scales with N × groups elements (any shape, e.g. the
+    /// <c>[N, groups, 1]</c> of <c>QuantParams</c>).
+    /// </summary>
+    public static PackedWeights PackWeights(Tensor codes, Tensor scales, int k, int bits, int groupSize = 0)
+    {
+        if (bits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(bits), bits, "weight bits must be 2–8.");
+        CheckCpuContiguous(codes, nameof(codes), bits <= 4 ? ScalarType.Byte : ScalarType.Int8);
+        CheckCpuContiguous(scales, nameof(scales), ScalarType.Float32);
+        if (codes.Dimensions != 2) throw new ArgumentException($"codes: expected a 2-D tensor, got shape [{string.Join(", ", codes.shape)}].", nameof(codes));
+        int n = checked((int)codes.shape[0]);
+        var scaleSpan = new ReadOnlySpan<float>((void*)scales.Ptr(), checked((int)scales.numel()));
+        return bits <= 4
+            ? PackedWeights.FromInt4(new ReadOnlySpan<byte>((void*)codes.Ptr(), checked((int)codes.numel())), scaleSpan, n, k, groupSize)
+            : PackedWeights.FromInt8(new ReadOnlySpan<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), scaleSpan, n, k, groupSize);
+    }
+
+    /// <summary>
+    /// Dynamic per-token quantization of float32 <paramref name="x"/> <c>[..., K]</c>: int8 codes of
+    /// the same shape and float32 scales of shape <c>[...]</c>.
+    /// </summary>
+    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits, double clipRatio = 1.0, KernelOptions? options = null)
+    {
+        CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
+        if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
+        long k = x.shape[^1], m = x.numel() / k;
+        var codes = torch.empty(x.shape, ScalarType.Int8);
+        var scales = torch.empty(x.shape[..^1], ScalarType.Float32);
+        try
+        {
+            IntegerGemm.QuantizeActivations(Span<float>(x), checked((int)m), checked((int)k), bits,
+                new Span<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), Span<float>(scales), clipRatio, options);
+            return (codes, scales);
+        }
+        catch { codes.Dispose(); scales.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// A quantized linear layer: <c>y = dequant(quant(x) · Wᵀ) + bias</c> with per-token activation
+    /// quantization to <paramref name="activationBits"/> (8: W8A8 / W4A8; 4: W4A4). <paramref name="x"/>
+    /// is float32 <c>[..., K]</c>; the result is float32 <c>[..., N]</c>.
+    /// </summary>
+    public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
+        if (x.Dimensions < 1 || x.shape[^1] != weights.K)
+            throw new ArgumentException($"x: expected last dimension K = {weights.K}, got shape [{string.Join(", ", x.shape)}].", nameof(x));
+        if (bias is not null)
+        {
+            CheckCpuContiguous(bias, nameof(bias), ScalarType.Float32);
+            if (bias.numel() != weights.N) throw new ArgumentException($"bias: expected {weights.N} elements, got shape [{string.Join(", ", bias.shape)}].", nameof(bias));
+        }
+        long m = x.numel() / weights.K;
+        if (m == 0) throw new ArgumentException("x: has no rows.", nameof(x));
+        using var codes = torch.empty([m, weights.K], ScalarType.Int8);
+        using var scales = torch.empty([m], ScalarType.Float32);
+        var y = torch.empty([.. x.shape[..^1], weights.N], ScalarType.Float32);
+        try
+        {
+            options ??= KernelOptions.Default;
+            IntegerGemm.QuantizeActivations(Span<float>(x), (int)m, weights.K, activationBits,
+                new Span<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), Span<float>(scales), clipRatio, options);
+            IntegerGemm.Run((sbyte*)codes.Ptr(), checked((int)m), weights, (float*)scales.Ptr(),
+                bias is null ? null : (float*)bias.Ptr(), (void*)y.Ptr(), outInt32: false, options, "Linear");
+            return y;
+        }
+        catch { y.Dispose(); throw; }
+    }
+
+    private static Span<float> Span<T>(Tensor t) => new((void*)t.Ptr(), checked((int)t.numel()));
+
+    /// <summary>The address of a contiguous CPU tensor's first element (TorchSharp's <c>bytes</c> span is a view of the storage).</summary>
+    private static nint Ptr(this Tensor t) => t.numel() == 0 ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+
+    private static void CheckCpuContiguous(Tensor t, string name, ScalarType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        if (t.device_type != DeviceType.CPU) throw new ArgumentException($"{name}: the integer kernels run on CPU tensors, got a tensor on {t.device}.", name);
+        if (t.dtype != dtype) throw new ArgumentException($"{name}: expected dtype {dtype}, got {t.dtype}.", name);
+        if (!t.is_contiguous()) throw new ArgumentException($"{name}: expected a contiguous tensor (call .contiguous()), got strides [{string.Join(", ", t.stride())}].", name);
+    }
+}

@@ -1,0 +1,90 @@
+/*
+ * AdaTSQ.NET integer GEMM kernels: C ABI called by P/Invoke from AdaTSQ.Kernels.
+ *
+ * Convention (a linear layer): C[m, n] = sa[m] * sum_g sb[g, n] * sum_{k in g} A[m, k] * B[n, k] + bias[n].
+ * A = int8 activation codes [M, K] row-major (lda >= K); B = weight codes packed once by the managed
+ * side into the layout described in docs/kernels.md (panels of ADATSQ_NR columns, K in steps of 4).
+ *
+ * No function throws or aborts: every one returns an adatsq_status; the managed side turns a
+ * non-zero status into an exception right after the call.
+ */
+#ifndef ADATSQ_KERNELS_H
+#define ADATSQ_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ADATSQ_ABI_VERSION 1
+#define ADATSQ_NR 48 /* columns per packed weight panel */
+
+#if defined(_WIN32)
+#define ADATSQ_API __declspec(dllexport)
+#else
+#define ADATSQ_API __attribute__((visibility("default")))
+#endif
+
+typedef enum adatsq_isa {
+  ADATSQ_ISA_SCALAR = 1,      /* portable C */
+  ADATSQ_ISA_AVX2 = 2,        /* 256-bit vpmaddubsw/vpmaddwd (sign trick, exact) */
+  ADATSQ_ISA_AVXVNNI = 3,     /* 256-bit VEX vpdpbusd */
+  ADATSQ_ISA_AVX512VNNI = 4   /* 512-bit EVEX vpdpbusd */
+} adatsq_isa;
+
+typedef enum adatsq_status {
+  ADATSQ_OK = 0,
+  ADATSQ_BAD_ARGUMENT = 1,
+  ADATSQ_ISA_UNAVAILABLE = 2,
+  ADATSQ_OUT_OF_MEMORY = 3,
+  ADATSQ_INTERNAL = 4
+} adatsq_status;
+
+/* Arguments of one GEMM; blittable, mirrored by GemmArgs in C#. */
+typedef struct adatsq_gemm_args {
+  const int8_t* a;        /* [M, lda] int8 activation codes */
+  int64_t lda;
+  const uint8_t* b;       /* packed weights: int8 (wbits 8) or two 4-bit codes per byte (wbits 4) */
+  const int32_t* colsum;  /* [groups, np]: sum over each group of the packed (kernel-unit) codes */
+  const float* sb;        /* [groups, np]: weight scale per group and column (already / 16 for wbits 4) */
+  const float* sa;        /* [M] activation scales; ignored when out_int32 */
+  const float* bias;      /* [N] or NULL */
+  void* c;                /* [M, ldc] float32, or int32 when out_int32 */
+  int64_t ldc;
+  int64_t m, n, k;
+  int64_t np;             /* N rounded up to ADATSQ_NR */
+  int64_t group;          /* K per group (multiple of 4, of 8 for wbits 4); == padded K for per-channel */
+  int64_t groups;
+  int32_t wbits;          /* 8 or 4 */
+  int32_t out_int32;      /* 1: C = exact int32 A*B^T (groups must be 1), no scales, no bias */
+  int32_t threads;        /* >= 1 */
+  int32_t isa;            /* adatsq_isa */
+} adatsq_gemm_args;
+
+ADATSQ_API int32_t adatsq_abi_version(void);
+
+/* Bit i set when ISA i (adatsq_isa) is compiled in and supported by this CPU and OS. */
+ADATSQ_API int32_t adatsq_supported_isas(void);
+
+/* The best ISA of adatsq_supported_isas(). */
+ADATSQ_API int32_t adatsq_best_isa(void);
+
+/* Dynamic per-row symmetric quantization: scale[m] = max(clip * max_k |x[m,k]| / qmax, 1e-12),
+ * q[m,k] = clamp(round_half_even(x[m,k] / scale[m]), -qmax, qmax), qmax = 2^(bits-1) - 1.
+ * Rows are split over `threads` threads. */
+ADATSQ_API int32_t adatsq_quantize_rows(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx,
+                                        int32_t bits, float clip, int8_t* q, int64_t ldq, float* scale,
+                                        int32_t threads);
+
+ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
+
+/* Register-only vpdpbusd throughput loop (no memory traffic): runs `iterations` x 24 dependent-free
+ * vpdpbusd per thread on `threads` threads; writes the elapsed wall time and the int8 ops done
+ * (2 per multiply-add). Needs ADATSQ_ISA_AVX512VNNI or ADATSQ_ISA_AVXVNNI. */
+ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t threads, double* seconds, double* ops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

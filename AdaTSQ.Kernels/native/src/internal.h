@@ -1,0 +1,48 @@
+// Internal interface between the GEMM driver (api.cpp) and the per-ISA translation units.
+#pragma once
+#include <cstdint>
+#include <cstddef>
+#include "adatsq_kernels.h"
+
+namespace adatsq {
+
+constexpr int NR = ADATSQ_NR;
+
+// One micro-tile: rows x cols (<= mr x NR) of C from a packed A block and one packed B panel.
+struct TileArgs {
+  const uint8_t* ap;       // packed A: [k4][mr][4] bytes (+128 for VNNI paths)
+  const uint8_t* bp;       // packed B panel: wbits 8: [k4][NR][4]; wbits 4: [k4/2][NR][4] nibbles
+  int64_t group_steps;     // k4 steps per group (even for wbits 4)
+  int64_t groups;
+  const int32_t* colsum;   // [groups][np], at the panel's first column
+  const float* sb;         // [groups][np], at the panel's first column
+  int64_t np;
+  const float* sa;         // at the tile's first row
+  const float* bias;       // at the panel's first column, or null
+  void* c;                 // at (row0, col0)
+  int64_t ldc;
+  int rows, cols;
+  int wbits;
+  int out_int32;
+};
+
+using TileFn = void (*)(const TileArgs*);
+using QuantRowsFn = void (*)(const float* x, int64_t k, int32_t qmax, float clip, int8_t* q, float* scale);
+
+struct IsaKernels {
+  int mr;            // rows per micro-tile
+  bool offset_a;     // A packed as a + 128 (u8 operand of vpdpbusd); epilogue subtracts 128 * colsum
+  TileFn tile;
+  QuantRowsFn quant_row;
+};
+
+// Each returns false when the translation unit was not compiled with that ISA.
+bool kernels_scalar(IsaKernels* out);
+bool kernels_avx2(IsaKernels* out);
+bool kernels_avxvnni(IsaKernels* out);
+bool kernels_avx512vnni(IsaKernels* out);
+
+int64_t vnni_peak_avx512(int64_t iterations);   // returns multiply-adds done (per thread)
+int64_t vnni_peak_avxvnni(int64_t iterations);
+
+}  // namespace adatsq

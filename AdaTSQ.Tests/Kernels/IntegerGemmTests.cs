@@ -1,0 +1,142 @@
+using AdaTSQ.Kernels;
+using AdaTSQ.Kernels.Managed;
+
+namespace AdaTSQ.Tests.Kernels;
+
+/// <summary>Every kernel on every ISA path this machine supports, against plain loops.</summary>
+[NonParallelizable]
+public class IntegerGemmTests
+{
+    public static readonly string[] Paths = ["avx512vnni", "avxvnni", "avx2", "scalar", "managed", "managed-scalar"];
+
+    private static readonly (int M, int N, int K)[] Shapes = [(1, 1, 1), (1, 50, 75), (37, 101, 75), (130, 97, 203), (9, 48, 64)];
+
+    private static KernelOptions Options(string path, int threads)
+    {
+        ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        if (path == "managed-scalar") { ManagedGemm.UseAvx2 = false; path = "managed"; }
+        var isa = NativeKernels.ParseIsa(path);
+        if (!NativeKernels.IsSupported(isa))
+            Assert.Ignore($"ISA path {isa} is not available on this machine ({NativeKernels.UnavailableReason ?? "CPU lacks it"}); supported: {string.Join(", ", NativeKernels.SupportedIsas)}.");
+        return new KernelOptions { Isa = isa, Threads = threads };
+    }
+
+    [TearDown]
+    public void RestoreManaged() => ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+
+    private static sbyte[] Codes(Random rng, long count, int limit) => Enumerable.Range(0, (int)count).Select(_ => (sbyte)rng.Next(-limit, limit + 1)).ToArray();
+
+    private static byte[] PackNibbles(sbyte[] w, int n, int k)
+    {
+        int rowBytes = (k + 1) / 2;
+        var packed = new byte[n * rowBytes];
+        for (int j = 0; j < n; j++)
+            for (int p = 0; p < k; p++)
+                packed[j * rowBytes + p / 2] |= (byte)((w[j * k + p] & 0xF) << (p % 2 == 0 ? 0 : 4));
+        return packed;
+    }
+
+    private static long Dot(sbyte[] a, sbyte[] b, int i, int j, int k, int from, int to)
+    {
+        long s = 0;
+        for (int p = from; p < to; p++) s += a[i * k + p] * b[j * k + p];
+        return s;
+    }
+
+    [Test]
+    public void Int32IsExactOnEveryPath([ValueSource(nameof(Paths))] string path, [Values(1, 2)] int threads, [Values(8, 4)] int bits)
+    {
+        var options = Options(path, threads);
+        var rng = new Random(bits * 10 + threads);
+        foreach (var (m, n, k) in Shapes)
+        {
+            var a = Codes(rng, (long)m * k, 127);
+            a[0] = -128; // activations may use −128
+            var b = Codes(rng, (long)n * k, bits == 8 ? 127 : 7);
+            var scales = Enumerable.Repeat(1f, n).ToArray();
+            using var w = bits == 8 ? PackedWeights.FromInt8(b, scales, n, k) : PackedWeights.FromInt4(PackNibbles(b, n, k), scales, n, k);
+            var c = new int[m * n];
+            IntegerGemm.Int32(a, m, w, c, options);
+            var expected = new int[m * n];
+            ReferenceGemm.Int8(a, b, expected, m, n, k);
+            Assert.That(c, Is.EqualTo(expected), $"{path} W{bits} M={m} N={n} K={k} threads={threads}");
+        }
+    }
+
+    [Test]
+    public void DequantizingGemmMatchesTheReference([ValueSource(nameof(Paths))] string path, [Values(1, 2)] int threads,
+        [Values("W8", "W8g32", "W4", "W4g16", "W4A4g8")] string config)
+    {
+        var options = Options(path, threads);
+        int bits = config.StartsWith("W8") ? 8 : 4;
+        int aLimit = config.Contains("A4") ? 7 : 127;
+        int group = config.Contains('g') ? int.Parse(config[(config.IndexOf('g') + 1)..]) : 0;
+        var rng = new Random(config.GetHashCode() & 0xFFFF);
+        foreach (var (m, n, k) in Shapes)
+        {
+            int groups = group > 0 ? (k + group - 1) / group : 1;
+            var a = Codes(rng, (long)m * k, aLimit);
+            var b = Codes(rng, (long)n * k, bits == 8 ? 127 : 7);
+            var sa = Enumerable.Range(0, m).Select(_ => (float)(rng.NextDouble() * 0.1 + 1e-3)).ToArray();
+            var sb = Enumerable.Range(0, n * groups).Select(_ => (float)(rng.NextDouble() * 0.01 + 1e-4)).ToArray();
+            var bias = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+            using var w = bits == 8 ? PackedWeights.FromInt8(b, sb, n, k, group) : PackedWeights.FromInt4(PackNibbles(b, n, k), sb, n, k, group);
+            var c = new float[m * n];
+            IntegerGemm.Gemm(a, sa, m, w, bias, c, options);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = 0, magnitude = 0;
+                    for (int g = 0; g < groups; g++)
+                    {
+                        double term = sb[j * groups + g] * (double)Dot(a, b, i, j, k, g * (group > 0 ? group : k), Math.Min(k, (g + 1) * (group > 0 ? group : k)));
+                        sum += term;
+                        magnitude += Math.Abs(term);
+                    }
+                    double expected = sa[i] * sum + bias[j];
+                    double tolerance = 1e-5 * (sa[i] * magnitude + Math.Abs(bias[j])) + 1e-12;
+                    if (Math.Abs(c[i * n + j] - expected) > tolerance)
+                        Assert.Fail($"{path} {config} M={m} N={n} K={k} threads={threads}: C[{i},{j}] = {c[i * n + j]}, expected {expected} ± {tolerance}.");
+                }
+        }
+    }
+
+    [Test]
+    public void NoBiasMeansZeroBias([Values("avx512vnni", "managed")] string path)
+    {
+        var options = Options(path, 2);
+        var rng = new Random(3);
+        int m = 5, n = 7, k = 13;
+        var a = Codes(rng, m * k, 127);
+        var b = Codes(rng, n * k, 127);
+        using var w = PackedWeights.FromInt8(b, Enumerable.Repeat(0.5f, n).ToArray(), n, k);
+        var c = new float[m * n];
+        IntegerGemm.Gemm(a, Enumerable.Repeat(2f, m).ToArray(), m, w, ReadOnlySpan<float>.Empty, c, options);
+        Assert.That(c[1 * n + 2], Is.EqualTo((float)Dot(a, b, 1, 2, k, 0, k)));
+    }
+
+    [Test]
+    public void ActivationQuantizationMatchesTheFakeQuantizerExactly([ValueSource(nameof(Paths))] string path, [Values(8, 4)] int bits)
+    {
+        var options = Options(path, 2);
+        int m = 67, k = 75;
+        using var x = TorchSharp.torch.randn(m, k, generator: new TorchSharp.torch.Generator(7)) * 3;
+        using var _ = x[5].zero_(); // an all-zero row: the minimum scale
+        var spec = AdaTSQ.Quantization.QuantSpec.Activation(bits);
+        using var p = AdaTSQ.Quantization.FakeQuantizer.ComputeParams(x, spec);
+        using var q = AdaTSQ.Quantization.FakeQuantizer.Quantize(x, spec, p);
+        var xs = x.data<float>().ToArray();
+        var codes = new sbyte[m * k];
+        var scales = new float[m];
+        IntegerGemm.QuantizeActivations(xs, m, k, bits, codes, scales, 1.0, options);
+        Assert.That(scales, Is.EqualTo(p.Scale.reshape(-1).data<float>().ToArray()));
+        Assert.That(codes.Select(v => (float)v).ToArray(), Is.EqualTo(q.reshape(-1).data<float>().ToArray()));
+    }
+
+    [Test]
+    public void VnniPeakLoopRuns()
+    {
+        if (!NativeKernels.IsSupported(KernelIsa.Avx512Vnni)) Assert.Ignore("AVX-512 VNNI is not available here.");
+        Assert.That(IntegerGemm.MeasureVnniPeakGops(KernelIsa.Avx512Vnni, 100_000, 1), Is.GreaterThan(1.0));
+    }
+}

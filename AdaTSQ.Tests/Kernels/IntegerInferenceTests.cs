@@ -1,0 +1,106 @@
+using AdaTSQ.Kernels;
+using AdaTSQ.Models.DiT;
+using AdaTSQ.Quantization;
+using AdaTSQ.Tests.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Tests.Kernels;
+
+/// <summary>QuantLinear's integer inference mode against its fake-quant simulation.</summary>
+public class IntegerInferenceTests
+{
+    private static (Tensor X, Tensor T, Tensor Y) Inputs(DiTConfig c, int n = 2)
+    {
+        var gen = new Generator(9);
+        return (torch.randn([n, c.InChannels, c.InputSize, c.InputSize], generator: gen),
+            torch.tensor(Enumerable.Range(0, n).Select(i => 250f * i + 7).ToArray()),
+            torch.tensor(Enumerable.Range(0, n).Select(i => (long)(i % c.NumClasses)).ToArray()));
+    }
+
+    private static void Quantize(DiT model, LayerQuantConfig config)
+    {
+        ModelSurgery.ReplaceLinears(model);
+        foreach (var q in ModelSurgery.FindQuantLinears(model))
+        {
+            q.SetWeightVersion(QuantizedTensor.Quantize(q.Weight, config.Weight));
+            q.DefaultConfig = config;
+        }
+    }
+
+    private sealed class InputRecorder : AdaTSQ.Abstractions.ILayerInputObserver
+    {
+        public List<(QuantLinear Layer, Tensor Input)> Inputs { get; } = [];
+        public void Observe(QuantLinear layer, Tensor input, AdaTSQ.Abstractions.TimestepInfo? step) =>
+            Inputs.Add((layer, input.detach().clone().DetachFromDisposeScope()));
+    }
+
+    [TestCase(8, 0, 8, "avx512vnni")]
+    [TestCase(4, 32, 8, "avx512vnni")]
+    [TestCase(4, 0, 4, "avx512vnni")]
+    [TestCase(8, 0, 8, "managed")]
+    public void IntegerInferenceOfAQuantizedDiTEqualsItsFakeQuantSimulation(int weightBits, int group, int activationBits, string isa)
+    {
+        var kernelIsa = NativeKernels.ParseIsa(isa);
+        if (!NativeKernels.IsSupported(kernelIsa)) Assert.Ignore($"{kernelIsa} is not available here.");
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var config = DiTConfig.Mnist with { Depth = 2 }; // the shipped model's layer shapes, fewer blocks (test time)
+        using var model = DiTTests.RandomisedModel(config);
+        var (x, t, y) = Inputs(config);
+        var full = model.call(x, t, y);
+        Quantize(model, new LayerQuantConfig(QuantSpec.Weight(weightBits, group), QuantSpec.Activation(activationBits)));
+        var recorder = new InputRecorder();
+        foreach (var q in ModelSurgery.FindQuantLinears(model)) q.Observer = recorder;
+        var fake = model.call(x, t, y);
+        foreach (var q in ModelSurgery.FindQuantLinears(model)) q.Observer = null;
+
+        using var kernel = new IntegerLinearKernel(new KernelOptions { Isa = kernelIsa, Threads = 2 }) { Strict = true };
+        // Layer by layer, on the very inputs the simulation saw: equal up to float rounding.
+        double worst = 0;
+        foreach (var (layer, input) in recorder.Inputs)
+        {
+            using var _ = input;
+            layer.IntegerKernel = null;
+            var simulated = layer.call(input);
+            layer.IntegerKernel = kernel;
+            var integer = layer.call(input);
+            double rel = (integer - simulated).abs().max().item<float>() / Math.Max(1e-6, simulated.abs().max().item<float>());
+            worst = Math.Max(worst, rel);
+            Assert.That(rel, Is.LessThan(1e-5), $"layer {layer.LayerName}: integer vs fake-quant output");
+        }
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(recorder.Inputs.Count), "every call ran on the integer kernels");
+
+        // End to end: float rounding differences (1e-6) flip a few activation codes sitting at
+        // rounding ties, and such flips propagate through the blocks; the result stays far closer to
+        // the simulation than the simulation is to full precision.
+        IntegerLinearKernel.Attach(model, kernel);
+        var endToEnd = model.call(x, t, y);
+        double diff = (endToEnd - fake).abs().max().item<float>();
+        double quantError = (fake - full).abs().max().item<float>();
+        TestContext.Out.WriteLine($"W{weightBits}A{activationBits} g{group} {isa}: worst layer relative difference {worst:G3}; end to end max|int − fake| = {diff:G3}, max|fake − fp32| = {quantError:G3}");
+        Assert.That(diff, Is.LessThan(0.5 * quantError));
+    }
+
+    [Test]
+    public void UnsupportedConfigsFallBackOrThrowWhenStrict()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var linear = nn.Linear(16, 8);
+        using var layer = new QuantLinear("fc", linear);
+        layer.SetWeightVersion(QuantizedTensor.Quantize(linear.weight, QuantSpec.Weight(4)));
+        layer.DefaultConfig = LayerQuantConfig.Create(4); // weight-only: no integer kernel for W4A16
+        using var kernel = new IntegerLinearKernel();
+        layer.IntegerKernel = kernel;
+        var x = torch.randn(3, 16);
+        var y = layer.call(x);
+        Assert.That(kernel.FallbackCalls, Is.EqualTo(1));
+        Assert.That(kernel.IntegerCalls, Is.Zero);
+        Assert.That(y.shape, Is.EqualTo(new long[] { 3, 8 }));
+        using var strict = new IntegerLinearKernel { Strict = true };
+        layer.IntegerKernel = strict;
+        Assert.That(Assert.Throws<NotSupportedException>(() => layer.call(x))!.Message, Does.Contain("fc").And.Contain("W4A16"));
+        Assert.That(IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(QuantSpec.Weight(8, symmetric: false), QuantSpec.Activation(8))), Does.Contain("asymmetric"));
+    }
+}
