@@ -103,4 +103,29 @@ public class IntegerInferenceTests
         Assert.That(Assert.Throws<NotSupportedException>(() => layer.call(x))!.Message, Does.Contain("fc").And.Contain("W4A16"));
         Assert.That(IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(QuantSpec.Weight(8, symmetric: false), QuantSpec.Activation(8))), Does.Contain("asymmetric"));
     }
+
+    [Test]
+    public void SmoothedLayersRunOnTheKernelsWithTheScaledInput()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(12);
+        var linear = nn.Linear(32, 16);
+        using var layer = new QuantLinear("fc", linear);
+        var x = torch.randn(5, 32);
+        x[.., 7].mul_(40);                                         // an outlier channel, as SmoothQuant is for
+        var factors = x.abs().amax([0]).sqrt() / linear.weight!.abs().amax([0]).sqrt();
+        layer.SetInputSmoothing(factors);
+        var spec = QuantSpec.Weight(8);
+        using (var w = layer.SmoothedWeight()) layer.SetWeightVersion(QuantizedTensor.Quantize(w, spec));
+        layer.DefaultConfig = LayerQuantConfig.Create(8, 8);
+        var simulated = layer.call(x).clone();
+        using var kernel = new IntegerLinearKernel { Strict = true };
+        layer.IntegerKernel = kernel;
+        var integer = layer.call(x);
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
+        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5));
+        var exact = nn.functional.linear(x, linear.weight!, linear.bias);
+        Assert.That(TestTensors.RelativeError(integer, exact), Is.LessThan(0.05), "the smoothing is undone: the output is the layer's");
+    }
 }
