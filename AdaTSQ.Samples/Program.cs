@@ -12,7 +12,7 @@ if (args.Contains("--help") || args.Contains("-h"))
                             features), class accuracy, sampling and calibration time, weight memory; writes
                             results.md/.json, samples.png and (with gptqf) fisher.json + fisher-alpha.png
                             --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
-                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is]
+                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is][-x0]
                                       method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration)
                                       default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)

@@ -24,6 +24,8 @@ namespace AdaTSQ.Calibration;
 /// replacement from the given data (real training images, or the full-precision model's own samples
 /// for data-free use). This is the trace over the layer of the diagonal empirical Fisher. The model's
 /// layers must be in full precision (the estimate is made before quantization).</para>
+/// <para>With <see cref="FisherLossSpace.CleanImage"/> the values are multiplied by <c>((1−ᾱ_i)/ᾱ_i)²</c>: the
+/// Fisher of the clean-image error x̂0 − x0 implied by ε̂ instead of the ε loss.</para>
 /// </remarks>
 public sealed class TemporalFisherEstimator
 {
@@ -116,9 +118,13 @@ public sealed class TemporalFisherEstimator
                         values[k, l] += (double)m * m * grads[l].to(ScalarType.Float64).square().sum().item<double>();
                     }
                 }
+                // In clean-image space ℓ_x0 = ((1−ᾱ)/ᾱ)·ℓ_ε, so the squared gradient scales by its square.
+                double spaceFactor = Options.LossSpace == FisherLossSpace.CleanImage
+                    ? Math.Pow((1 - _diffusion.AlphasCumprod[i]) / _diffusion.AlphasCumprod[i], 2)
+                    : 1.0;
                 for (int l = 0; l < layers; l++)
                 {
-                    values[k, l] /= perStep;
+                    values[k, l] *= spaceFactor / perStep;
                     if (!double.IsFinite(values[k, l]))
                         throw new CalibrationException($"layer '{weights[l].Name}': the Fisher estimate at {infos[k]} is not finite.");
                 }

@@ -1,5 +1,19 @@
 namespace AdaTSQ.Calibration;
 
+/// <summary>In which space the denoising loss of the temporal Fisher is measured.</summary>
+public enum FisherLossSpace
+{
+    /// <summary>The training loss: ℓ = mean (ε̂ − ε)² (the default; the paper's denoising loss).</summary>
+    Noise,
+
+    /// <summary>
+    /// The error of the implied clean image: x̂0 − x0 = −√((1−ᾱ)/ᾱ)·(ε̂ − ε), so ℓ_x0 = ((1−ᾱ)/ᾱ)·ℓ_ε and
+    /// F_x0 = ((1−ᾱ)/ᾱ)²·F_ε. It moves weight from the last (nearly clean) steps, where an ε error
+    /// barely changes the image, to the noisy ones.
+    /// </summary>
+    CleanImage,
+}
+
 /// <summary>Options of <see cref="TemporalFisherEstimator"/>.</summary>
 public sealed record TemporalFisherOptions
 {
@@ -12,6 +26,9 @@ public sealed record TemporalFisherOptions
     /// only when the per-sample gradients are uncorrelated.
     /// </summary>
     public int MicroBatch { get; init; } = 1;
+
+    /// <summary>The space of the loss (default <see cref="FisherLossSpace.Noise"/>).</summary>
+    public FisherLossSpace LossSpace { get; init; } = FisherLossSpace.Noise;
 
     /// <summary>Seed of the choice of x0 samples and of the noise at each step. Default 0.</summary>
     public long Seed { get; init; }

@@ -30,7 +30,7 @@ internal static class EvaluateCommand
     private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null);
+    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -95,8 +95,7 @@ internal static class EvaluateCommand
         var fp = Generate("fp", fpTrajectory, out double fpSeconds);
         images.Add(fp);
         rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0, fpTrajectory));
-        TemporalFisher? fisher = null;
-        double fisherSeconds = 0;
+        var fishers = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds)>();
         foreach (var setting in settings)
         {
             var builder = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(setting.Weights).Activations(setting.Activations).WithLogger(log);
@@ -113,13 +112,14 @@ internal static class EvaluateCommand
             double extraSeconds = 0;
             if (setting.Method == "gptqf")
             {
-                if (fisher is null)
+                if (!fishers.TryGetValue(setting.FisherSpace, out var entry))
                 {
                     var watch = Stopwatch.StartNew();
-                    fisher = EstimateFisher(model, diffusion, layers, fisherData, fisherSamples, ddpm, options, seed, device, log, ct);
-                    fisherSeconds = watch.Elapsed.TotalSeconds;
+                    var estimate = EstimateFisher(model, diffusion, layers, fisherData, fisherSamples, setting.FisherSpace, ddpm, options, seed, device, log, ct);
+                    fishers[setting.FisherSpace] = entry = (estimate, watch.Elapsed.TotalSeconds);
                 }
-                extraSeconds = fisherSeconds;
+                var fisher = entry.Fisher;
+                extraSeconds = entry.Seconds;
                 builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = setting.FisherUse ?? fisherUse, StepFraction = fisherFraction, Seed = seed });
             }
             if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
@@ -158,11 +158,13 @@ internal static class EvaluateCommand
             rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
-        if (fisher is not null)
+        foreach (var (space, (fisher, fisherSeconds)) in fishers)
         {
-            File.WriteAllText(Path.Combine(outDir, "fisher.json"), fisher.ToJson());
-            FisherPlot.Save(Path.Combine(outDir, "fisher-alpha.png"), fisher, weighting, settings.Where(x => x.FisherTemperature is not null).Select(x => x.FisherTemperature!.Value));
-            Console.WriteLine($"Wrote {outDir}/fisher.json and fisher-alpha.png (temporal Fisher: {fisherSeconds:F1} s).");
+            string suffix = space == FisherLossSpace.Noise ? "" : "-x0";
+            File.WriteAllText(Path.Combine(outDir, $"fisher{suffix}.json"), fisher.ToJson());
+            FisherPlot.Save(Path.Combine(outDir, $"fisher-alpha{suffix}.png"), fisher, weighting,
+                settings.Where(x => x.FisherTemperature is not null && x.FisherSpace == space).Select(x => x.FisherTemperature!.Value), space.ToString());
+            Console.WriteLine($"Wrote {outDir}/fisher{suffix}.json and fisher-alpha{suffix}.png (temporal Fisher, {space} loss: {fisherSeconds:F1} s).");
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Setting))}).");
         foreach (var t in images.Skip(1)) t.Dispose();
@@ -186,6 +188,7 @@ internal static class EvaluateCommand
         double? smooth = null, temperature = null;
         bool dynamic = true;
         FisherUse? use = null;
+        FisherLossSpace space = FisherLossSpace.Noise;
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("static", StringComparison.Ordinal))
@@ -196,15 +199,16 @@ internal static class EvaluateCommand
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
+            else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> / is (importance sampling) for gptqf).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups, use);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups, use, space);
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
     private static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, string data, int samplesPerStep,
-        DiffusionSampler sampler, SamplingOptions options, long seed, Device device, ILogger log, CancellationToken ct)
+        FisherLossSpace space, DiffusionSampler sampler, SamplingOptions options, long seed, Device device, ILogger log, CancellationToken ct)
     {
         const int pool = 256;
         Tensor x0, y;
@@ -228,7 +232,7 @@ internal static class EvaluateCommand
             var selector = new LayerSelector([layers], []);
             var weights = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
             var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y,
-                new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000 }, log);
+                new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000, LossSpace = space }, log);
             return estimator.Estimate(weights, new ConsoleProgressBar("fisher"), ct);
         }
     }

@@ -6,7 +6,7 @@ namespace AdaTSQ.Samples.Evaluation;
 /// <summary>Plots the temporal Fisher weights α over the sampling steps (one line per layer kind, and the model's total).</summary>
 internal static class FisherPlot
 {
-    public static void Save(string path, TemporalFisher fisher, FisherWeighting weighting, IEnumerable<double>? otherTemperatures = null)
+    public static void Save(string path, TemporalFisher fisher, FisherWeighting weighting, IEnumerable<double>? otherTemperatures = null, string loss = "Noise")
     {
         var plot = new Plot();
         double[] steps = fisher.Steps.Select(s => (double)s.StepIndex).ToArray();
@@ -33,7 +33,7 @@ internal static class FisherPlot
             alt.LinePattern = LinePattern.Dashed;
             alt.MarkerSize = 0;
         }
-        plot.Title($"Temporal Fisher weights α (τ = {weighting.Temperature}, floor {weighting.Floor}; {fisher.SamplesPerStep} samples/step)");
+        plot.Title($"Temporal Fisher weights α ({loss} loss, τ = {weighting.Temperature}, floor {weighting.Floor}; {fisher.SamplesPerStep} samples/step)");
         plot.XLabel("sampling step (0 = noisiest)");
         plot.YLabel("α (mean 1 over steps)");
         plot.Axes.SetLimitsY(0, Math.Max(total.Max(), perLayer.Values.Max(v => v.Max())) * 1.05);

@@ -86,6 +86,26 @@ public class TemporalFisherTests
     }
 
     [Test]
+    public void CleanImageSpaceScalesEachStepByTheSquaredNoiseToSignalRatio()
+    {
+        var (diffusion, _, model) = Toy();
+        using var _m = model;
+        ModelSurgery.ReplaceLinears(model);
+        var layer = ModelSurgery.FindQuantLinears(model).Single();
+        using var x0 = TestTensors.Randn(4, 16, 1, 4, 4);
+        using var labels = torch.zeros(16, dtype: ScalarType.Int64);
+        TemporalFisher Run(FisherLossSpace space) => new TemporalFisherEstimator((x, t, y) => model.call(x, t, y), diffusion, x0, labels,
+            new TemporalFisherOptions { SamplesPerStep = 4, Seed = 1, LossSpace = space }).Estimate([layer]);
+        var noise = Run(FisherLossSpace.Noise).LayerValues("fc");
+        var clean = Run(FisherLossSpace.CleanImage).LayerValues("fc");
+        for (int k = 0; k < 6; k++)
+        {
+            double a = diffusion.AlphasCumprod[5 - k];
+            Assert.That(clean[k], Is.EqualTo(noise[k] * Math.Pow((1 - a) / a, 2)).Within(1e-9 * clean[k]));
+        }
+    }
+
+    [Test]
     public void BadDataIsRefusedWithTheShapes()
     {
         var (diffusion, _, model) = Toy();
