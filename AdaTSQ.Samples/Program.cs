@@ -18,6 +18,8 @@ if (args.Contains("--help") || args.Contains("-h"))
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
                             Fisher: --fisher-samples N per step (16) --fisher-data real|generated --fisher-temperature T (1)
                                     --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
+          fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
+                            --fisher-temperature T --fisher-floor F --also-temperatures 2,4 --loss Noise|CleanImage
           transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
           fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference): --count N --output FILE
           train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --checkpoint-every K --work DIR --output FILE --resume
@@ -52,13 +54,33 @@ switch (sample)
         return AdaTSQ.Samples.Training.TrainDiTCommand.Run(args, loggers, device, seed, cts.Token);
     }
     case "evaluate":
-        return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, CancellationToken.None);
+    {
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
+    }
+    case "fisher-plot":
+    {
+        string input = Option(args, "--input") ?? "artifacts/eval/fisher.json";
+        string output = Option(args, "--output") ?? Path.ChangeExtension(input, ".png");
+        var weighting = new AdaTSQ.Calibration.FisherWeighting
+        {
+            Temperature = double.Parse(Option(args, "--fisher-temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
+            Floor = double.Parse(Option(args, "--fisher-floor") ?? "0.1", System.Globalization.CultureInfo.InvariantCulture),
+        };
+        var others = (Option(args, "--also-temperatures") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var fisher = AdaTSQ.Calibration.TemporalFisher.FromJson(File.ReadAllText(input));
+        AdaTSQ.Samples.Evaluation.FisherPlot.Save(output, fisher, weighting, others, Option(args, "--loss") ?? "Noise");
+        Console.WriteLine($"Wrote {output}");
+        return 0;
+    }
     case "fid-stats":
         return AdaTSQ.Samples.Evaluation.FidStatsCommand.Run(args);
     case "train-classifier":
         return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
     default:
-        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
+        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
         return 2;
 }
 

@@ -77,6 +77,37 @@ public sealed class TemporalFisher
         values = Enumerable.Range(0, Steps.Count).Select(t => Enumerable.Range(0, Layers.Count).Select(l => _values[t, l]).ToArray()),
     }, new JsonSerializerOptions { WriteIndented = true });
 
+    /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
+    /// <exception cref="CalibrationException">The JSON is not a temporal Fisher estimate (names what is missing or inconsistent).</exception>
+    public static TemporalFisher FromJson(string json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            var root = doc.RootElement;
+            JsonElement Get(string name) => root.TryGetProperty(name, out var e) ? e : throw new CalibrationException($"temporal Fisher JSON has no '{name}'.");
+            var stepsJson = Get("steps").EnumerateArray().ToList();
+            var layers = Get("layers").EnumerateArray().Select(e => e.GetString() ?? throw new CalibrationException("temporal Fisher JSON has a null layer name.")).ToList();
+            var rows = Get("values").EnumerateArray().ToList();
+            if (rows.Count != stepsJson.Count) throw new CalibrationException($"temporal Fisher JSON has {rows.Count} rows of values for {stepsJson.Count} steps.");
+            var values = new double[stepsJson.Count, layers.Count];
+            var steps = new List<TimestepInfo>();
+            for (int t = 0; t < stepsJson.Count; t++)
+            {
+                steps.Add(new TimestepInfo(stepsJson[t].GetProperty("index").GetInt32(), stepsJson.Count, stepsJson[t].GetProperty("timestep").GetDouble()));
+                var row = rows[t].EnumerateArray().Select(v => v.GetDouble()).ToList();
+                if (row.Count != layers.Count) throw new CalibrationException($"temporal Fisher JSON: step {t} has {row.Count} values for {layers.Count} layers.");
+                for (int l = 0; l < layers.Count; l++) values[t, l] = row[l];
+            }
+            return new TemporalFisher(steps, layers, values, Get("samples_per_step").GetInt32());
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or ArgumentException)
+        {
+            throw new CalibrationException($"temporal Fisher JSON is malformed: {e.Message}");
+        }
+    }
+
     private int LayerIndex(string layer) => _layerIndex.TryGetValue(layer, out var i)
         ? i
         : throw new CalibrationException($"the temporal Fisher estimate has no layer '{layer}' (it has {Layers.Count} layers: {string.Join(", ", Layers.Take(8))}{(Layers.Count > 8 ? ", …" : "")}).");

@@ -15,19 +15,19 @@ internal static class FisherPlot
         foreach (var group in fisher.Layers.GroupBy(Kind).OrderBy(g => g.Key))
         {
             var mean = steps.Select((_, t) => group.Average(l => perLayer[l][t])).ToArray();
-            var line = plot.Add.Scatter(steps, mean);
+            var line = plot.Add.Scatter(steps, Log(mean));
             line.LegendText = $"{group.Key} (α per layer, mean of {group.Count()})";
             line.MarkerSize = 0;
         }
         var total = weighting.Normalize(fisher.StepTotals());
-        var sum = plot.Add.Scatter(steps, total);
+        var sum = plot.Add.Scatter(steps, Log(total));
         sum.LegendText = "whole model (α of Σ_l F)";
         sum.LineWidth = 3;
         sum.MarkerSize = 4;
         sum.Color = Colors.Black;
         foreach (var tau in (otherTemperatures ?? []).Distinct().Where(t => t != weighting.Temperature))
         {
-            var alt = plot.Add.Scatter(steps, (weighting with { Temperature = tau }).Normalize(fisher.StepTotals()));
+            var alt = plot.Add.Scatter(steps, Log((weighting with { Temperature = tau }).Normalize(fisher.StepTotals())));
             alt.LegendText = $"whole model, τ = {tau}";
             alt.LineWidth = 2;
             alt.LinePattern = LinePattern.Dashed;
@@ -35,12 +35,19 @@ internal static class FisherPlot
         }
         plot.Title($"Temporal Fisher weights α ({loss} loss, τ = {weighting.Temperature}, floor {weighting.Floor}; {fisher.SamplesPerStep} samples/step)");
         plot.XLabel("sampling step (0 = noisiest)");
-        plot.YLabel("α (mean 1 over steps)");
-        plot.Axes.SetLimitsY(0, Math.Max(total.Max(), perLayer.Values.Max(v => v.Max())) * 1.05);
+        plot.YLabel("α (mean 1 over steps; log scale)");
+        // Log scale: the values are plotted as log10 α, the ticks labelled with α.
+        double[] ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100];
+        double top = Math.Max(total.Max(), perLayer.Values.Max(v => v.Max())), bottom = Math.Min(total.Min(), perLayer.Values.Min(v => v.Min()));
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            ticks.Select(Math.Log10).ToArray(), ticks.Select(t => t.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+        plot.Axes.SetLimitsY(Math.Log10(bottom) - 0.1, Math.Log10(top) + 0.1);
         plot.ShowLegend(Alignment.UpperLeft);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         plot.SavePng(path, 900, 500);
     }
+
+    private static double[] Log(IEnumerable<double> values) => values.Select(v => Math.Log10(Math.Max(v, 1e-6))).ToArray();
 
     private static string Kind(string layer)
     {

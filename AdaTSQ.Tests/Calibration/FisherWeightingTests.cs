@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 
 namespace AdaTSQ.Tests.Calibration;
@@ -61,5 +62,20 @@ public class FisherWeightingTests
         }
         Assert.That(FisherCalibrator.DrawSteps(alpha, 10, seed: 3), Is.EquivalentTo(drawn));
         Assert.Throws<ArgumentException>(() => FisherCalibrator.DrawSteps([0, 0], 3, 0));
+    }
+
+    [Test]
+    public void TemporalFisherRoundTripsThroughJson()
+    {
+        var steps = Enumerable.Range(0, 3).Select(k => new TimestepInfo(k, 3, 999 - 450 * k)).ToArray();
+        var fisher = new TemporalFisher(steps, ["a", "b"], new double[,] { { 1, 2 }, { 3.5, 1e-7 }, { 0, 8 } }, 16);
+        var back = TemporalFisher.FromJson(fisher.ToJson());
+        Assert.That(back.Layers, Is.EqualTo(fisher.Layers));
+        Assert.That(back.Steps, Is.EqualTo(fisher.Steps));
+        Assert.That(back.StepTotals(), Is.EqualTo(fisher.StepTotals()));
+        Assert.That(back.LayerValues("b"), Is.EqualTo(fisher.LayerValues("b")));
+        Assert.That(back.SamplesPerStep, Is.EqualTo(16));
+        Assert.That(Assert.Throws<CalibrationException>(() => TemporalFisher.FromJson("{\"steps\": []}"))!.Message, Does.Contain("'layers'"));
+        Assert.Throws<CalibrationException>(() => TemporalFisher.FromJson("not json"));
     }
 }
