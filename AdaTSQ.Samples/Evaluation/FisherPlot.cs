@@ -42,7 +42,8 @@ internal static class FisherPlot
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             ticks.Select(Math.Log10).ToArray(), ticks.Select(t => t.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)).ToArray());
         plot.Axes.SetLimitsY(Math.Log10(bottom) - 0.1, Math.Log10(top) + 0.1);
-        plot.ShowLegend(Alignment.UpperLeft);
+        // The legend goes to the top corner where α is low, so it hides no data.
+        plot.ShowLegend(total[0] > total[^1] ? Alignment.UpperRight : Alignment.UpperLeft);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         plot.SavePng(path, 900, 500);
     }
