@@ -96,6 +96,7 @@ internal static class EvaluateCommand
         images.Add(fp);
         rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0, fpTrajectory));
         var fishers = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds)>();
+        (Tensor X0, Tensor Y)? fisherX0 = null;     // the Fisher's x0, made once and shared by the loss spaces
         foreach (var setting in settings)
         {
             var builder = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(setting.Weights).Activations(setting.Activations).WithLogger(log);
@@ -115,7 +116,8 @@ internal static class EvaluateCommand
                 if (!fishers.TryGetValue(setting.FisherSpace, out var entry))
                 {
                     var watch = Stopwatch.StartNew();
-                    var estimate = EstimateFisher(model, diffusion, layers, fisherData, fisherSamples, setting.FisherSpace, ddpm, options, seed, device, log, ct);
+                    fisherX0 ??= FisherData(model, fisherData, ddpm, options, seed, device, ct);
+                    var estimate = EstimateFisher(model, diffusion, layers, fisherX0.Value.X0, fisherX0.Value.Y, fisherSamples, setting.FisherSpace, seed, log, ct);
                     fishers[setting.FisherSpace] = entry = (estimate, watch.Elapsed.TotalSeconds);
                 }
                 var fisher = entry.Fisher;
@@ -168,6 +170,8 @@ internal static class EvaluateCommand
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Setting))}).");
         foreach (var t in images.Skip(1)) t.Dispose();
+        fisherX0?.X0.Dispose();
+        fisherX0?.Y.Dispose();
         fp.Dispose();
         return 0;
     }
@@ -207,8 +211,18 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
-    private static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, string data, int samplesPerStep,
-        FisherLossSpace space, DiffusionSampler sampler, SamplingOptions options, long seed, Device device, ILogger log, CancellationToken ct)
+    private static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, Tensor x0, Tensor y, int samplesPerStep,
+        FisherLossSpace space, long seed, ILogger log, CancellationToken ct)
+    {
+        var selector = new LayerSelector([layers], []);
+        var weights = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
+        var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y,
+            new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000, LossSpace = space }, log);
+        return estimator.Estimate(weights, new ConsoleProgressBar("fisher"), ct);
+    }
+
+    /// <summary>The x0 of the Fisher estimate (made once per run): 256 real training images, or 256 samples of the FP model.</summary>
+    private static (Tensor X0, Tensor Y) FisherData(DiT model, string data, DiffusionSampler sampler, SamplingOptions options, long seed, Device device, CancellationToken ct)
     {
         const int pool = 256;
         Tensor x0, y;
@@ -226,15 +240,7 @@ internal static class EvaluateCommand
             using var noise = torch.randn([pool, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: generator, device: device);
             x0 = sampler.SampleDdim((x, t, l) => model.call(x, t, l), noise, y, options with { Seed = seed + 3001, Progress = new ConsoleProgressBar("fisher data") }, ct);
         }
-        using (x0)
-        using (y)
-        {
-            var selector = new LayerSelector([layers], []);
-            var weights = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
-            var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y,
-                new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000, LossSpace = space }, log);
-            return estimator.Estimate(weights, new ConsoleProgressBar("fisher"), ct);
-        }
+        return (x0, y);
     }
 
     private static int Int(string[] args, string name, int fallback) => Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
