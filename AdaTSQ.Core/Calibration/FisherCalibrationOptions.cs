@@ -7,8 +7,9 @@ public enum FisherUse
     Weight,
 
     /// <summary>
-    /// Importance sampling: a budget of steps is drawn with probability ∝ α (systematic sampling,
-    /// seeded; a step drawn twice counts twice) and only their data enter the Hessian, unweighted.
+    /// Importance sampling: a budget of steps is drawn with probability ∝ the whole model's α (of
+    /// Σ_l F; systematic sampling, seeded; a step drawn twice counts twice) and only their data enter
+    /// the Hessian, unweighted.
     /// </summary>
     Sample,
 
