@@ -43,45 +43,59 @@ if (deviceName == "cuda" && !torch.cuda.is_available())
 }
 var device = torch.device(deviceName);
 
-switch (sample)
+// Bad options and library errors end the sample with their message, not a stack trace.
+try
 {
-    case "transformer-rtn":
-        return TransformerRtnSample.Run(loggers, device, seed);
-    case "train-dit":
+    switch (sample)
     {
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
-        return AdaTSQ.Samples.Training.TrainDiTCommand.Run(args, loggers, device, seed, cts.Token);
-    }
-    case "evaluate":
-    {
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
-        return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
-    }
-    case "fisher-plot":
-    {
-        string input = Option(args, "--input") ?? "artifacts/eval/fisher.json";
-        string output = Option(args, "--output") ?? Path.ChangeExtension(input, ".png");
-        var weighting = new AdaTSQ.Calibration.FisherWeighting
+        case "transformer-rtn":
+            return TransformerRtnSample.Run(loggers, device, seed);
+        case "train-dit":
         {
-            Temperature = double.Parse(Option(args, "--fisher-temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
-            Floor = double.Parse(Option(args, "--fisher-floor") ?? "0.1", System.Globalization.CultureInfo.InvariantCulture),
-        };
-        var others = (Option(args, "--also-temperatures") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
-            .Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
-        var fisher = AdaTSQ.Calibration.TemporalFisher.FromJson(File.ReadAllText(input));
-        AdaTSQ.Samples.Evaluation.FisherPlot.Save(output, fisher, weighting, others, Option(args, "--loss") ?? "Noise");
-        Console.WriteLine($"Wrote {output}");
-        return 0;
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            return AdaTSQ.Samples.Training.TrainDiTCommand.Run(args, loggers, device, seed, cts.Token);
+        }
+        case "evaluate":
+        {
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
+        }
+        case "fisher-plot":
+        {
+            string input = Option(args, "--input") ?? "artifacts/eval/fisher.json";
+            string output = Option(args, "--output") ?? Path.ChangeExtension(input, ".png");
+            var weighting = new AdaTSQ.Calibration.FisherWeighting
+            {
+                Temperature = double.Parse(Option(args, "--fisher-temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
+                Floor = double.Parse(Option(args, "--fisher-floor") ?? "0.1", System.Globalization.CultureInfo.InvariantCulture),
+            };
+            var others = (Option(args, "--also-temperatures") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
+                .Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            var fisher = AdaTSQ.Calibration.TemporalFisher.FromJson(File.ReadAllText(input));
+            AdaTSQ.Samples.Evaluation.FisherPlot.Save(output, fisher, weighting, others, Option(args, "--loss") ?? "Noise");
+            Console.WriteLine($"Wrote {output}");
+            return 0;
+        }
+        case "fid-stats":
+            return AdaTSQ.Samples.Evaluation.FidStatsCommand.Run(args);
+        case "train-classifier":
+            return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
+        default:
+            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
+            return 2;
     }
-    case "fid-stats":
-        return AdaTSQ.Samples.Evaluation.FidStatsCommand.Run(args);
-    case "train-classifier":
-        return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
-    default:
-        Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
-        return 2;
+}
+catch (Exception e) when (e is ArgumentException or FormatException or FileNotFoundException or DirectoryNotFoundException or AdaTSQ.Abstractions.AdaTSQException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+catch (OperationCanceledException)
+{
+    Console.Error.WriteLine("cancelled.");
+    return 130;
 }
 
 /// <summary>Entry point of the samples.</summary>

@@ -185,7 +185,7 @@ internal static class EvaluateCommand
         var parts = setting.ToLowerInvariant().Split('-');
         string[] methods = ["rtn", "gptq", "gptqf"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8.");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0;
