@@ -151,8 +151,8 @@ public static class QuickTiming
             var kernelTime0 = kernel?.KernelTime ?? TimeSpan.Zero;
             int runs = 0;
             double ms = Median(() => { Forward(); runs++; }, 7, 2.0);
-            double inKernel = kernel is null ? 0 : (kernel.KernelTime - kernelTime0).TotalMilliseconds / (runs + 2);
-            long callsPer = kernel is null ? 0 : (kernel.IntegerCalls - calls0) / (runs + 2);
+            double inKernel = kernel is null ? 0 : (kernel.KernelTime - kernelTime0).TotalMilliseconds / runs; // runs counts the warm-ups too
+            long callsPer = kernel is null ? 0 : (kernel.IntegerCalls - calls0) / runs;
             long paramBytes = dit.parameters().Sum(p => p.numel() * p.element_size());
             Console.WriteLine($"{model,-11} {mode,-9} {ms,9:F1} ms" + (kernel is null ? "" : $"   integer linears {inKernel:F1} ms/forward ({callsPer} calls), rest {ms - inKernel:F1} ms") +
                 $"   RSS before forwards {rssBefore:F0} MB, peak during {Status("VmHWM:"):F0} MB; parameters {paramBytes / 1048576.0:F1} MB" +

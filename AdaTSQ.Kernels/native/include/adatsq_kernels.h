@@ -93,9 +93,10 @@ ADATSQ_API int32_t adatsq_set_thread_backend(int32_t backend);
 /* 1 when the last multi-threaded call ran on the host's OpenMP team (for tests and reports). */
 ADATSQ_API int32_t adatsq_last_run_used_openmp(void);
 
-/* Register-only vpdpbusd throughput loop (no memory traffic): runs `iterations` x 24 dependent-free
- * vpdpbusd per thread on `threads` threads; writes the elapsed wall time and the int8 ops done
- * (2 per multiply-add). Needs ADATSQ_ISA_AVX512VNNI or ADATSQ_ISA_AVXVNNI. */
+/* Register-only vpdpbusd throughput loop (no memory traffic): runs `iterations` x 24 dependency-free
+ * vpdpbusd on each of `threads` threads, started together behind a barrier; writes the longest
+ * thread's loop time and the int8 ops done by all (2 per multiply-add). Needs ADATSQ_ISA_AVX512VNNI
+ * or ADATSQ_ISA_AVXVNNI. */
 ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t threads, double* seconds, double* ops);
 
 #ifdef __cplusplus

@@ -256,13 +256,28 @@ void quant_task(void* ctx, int64_t task) {
 struct PeakJob {
   int32_t isa;
   int64_t iterations;
+  int32_t threads;
   std::atomic<int64_t> macs{0};
+  std::atomic<int32_t> arrived{0};
+  std::atomic<int64_t> longest_ns{0};
 };
 
+// One loop per thread, all at once: tasks are handed out dynamically, so without the start barrier
+// one thread could run two loops back to back while the other was still waking up (which halves
+// the apparent peak). The barrier gives up after 1 s rather than hang; each loop times itself after
+// it, and the peak is the ops over the longest loop.
 void peak_task(void* ctx, int64_t) {
   PeakJob& j = *(PeakJob*)ctx;
+  j.arrived.fetch_add(1);
+  const auto wait0 = std::chrono::steady_clock::now();
+  while (j.arrived.load() < j.threads && std::chrono::steady_clock::now() - wait0 < std::chrono::seconds(1)) cpu_relax();
+  const auto t0 = std::chrono::steady_clock::now();
   int64_t done = j.isa == ADATSQ_ISA_AVX512VNNI ? vnni_peak_avx512(j.iterations) : vnni_peak_avxvnni(j.iterations);
+  const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
   j.macs.fetch_add(done);
+  int64_t prev = j.longest_ns.load();
+  while (ns > prev && !j.longest_ns.compare_exchange_weak(prev, ns)) {
+  }
 }
 
 }  // namespace
@@ -362,10 +377,9 @@ ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t thr
     PeakJob job;
     job.isa = isa;
     job.iterations = iterations;
-    auto t0 = std::chrono::steady_clock::now();
+    job.threads = threads;
     ThreadPool::instance().run(threads, threads, peak_task, &job);
-    auto t1 = std::chrono::steady_clock::now();
-    *seconds = std::chrono::duration<double>(t1 - t0).count();
+    *seconds = (double)job.longest_ns.load() * 1e-9;
     *ops = 2.0 * (double)job.macs.load();
     return ADATSQ_OK;
   } catch (...) {
