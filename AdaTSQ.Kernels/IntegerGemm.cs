@@ -7,7 +7,7 @@ namespace AdaTSQ.Kernels;
 /// Integer GEMMs on spans: dynamic per-token activation quantization, the exact int32 product,
 /// and the dequantizing GEMMs W8A8 / W4A8 / W4A4 (the weight bits come from the
 /// <see cref="PackedWeights"/>, the activation bits from the codes you pass or
-/// <see cref="Linear"/>'s argument). Convention: <c>C[m, n] = Σ_k A[m, k]·B[n, k]</c>.
+/// the <c>Linear</c> overloads' argument). Convention: <c>C[m, n] = Σ_k A[m, k]·B[n, k]</c>.
 /// Every argument is checked before any native call; calls allocate no managed memory on the
 /// native paths.
 /// </summary>
@@ -87,6 +87,70 @@ public static unsafe class IntegerGemm
     }
 
     /// <summary>
+    /// A quantized linear layer on floats with the activation quantization fused into the GEMM:
+    /// each row of <paramref name="x"/> <c>[m, K]</c> is quantized per token to
+    /// <paramref name="activationBits"/> straight into the kernel's packed layout (no code buffer),
+    /// then multiplied; <c>y = sa·sb·(q(x)·Wᵀ) + bias</c>, bit-identical to quantizing with
+    /// <see cref="QuantizeActivations"/> and calling <see cref="Gemm"/>. The managed path quantizes
+    /// into pooled scratch arrays first.
+    /// </summary>
+    /// <param name="x">Activations <c>[m, K]</c>.</param>
+    /// <param name="m">Rows (tokens).</param>
+    /// <param name="weights">Packed weights <c>[N, K]</c>.</param>
+    /// <param name="activationBits">Activation bits, 2–8 (8: W8A8 / W4A8; 4: W4A4).</param>
+    /// <param name="bias">Bias <c>[N]</c>, or empty for none.</param>
+    /// <param name="y">Output <c>[m, N]</c>.</param>
+    /// <param name="clipRatio">Fraction of each row's max |x| mapped to the largest code, (0, 1].</param>
+    /// <param name="options">ISA and threads; null for the defaults.</param>
+    public static void Linear(ReadOnlySpan<float> x, int m, PackedWeights weights, int activationBits, ReadOnlySpan<float> bias, Span<float> y,
+        double clipRatio = 1.0, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        CheckGemm(x.Length, m, weights, y.Length, null, bias.Length);
+        fixed (float* px = x)
+        fixed (float* pb = bias)
+        fixed (float* py = y)
+            LinearFused(px, m, weights, activationBits, bias.IsEmpty ? null : pb, py, clipRatio, options ?? KernelOptions.Default, "Linear");
+    }
+
+    internal static void LinearFused(float* x, int m, PackedWeights w, int activationBits, float* bias, float* y, double clipRatio, KernelOptions options, string operation)
+    {
+        if (activationBits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(activationBits), activationBits, "activation bits must be 2–8.");
+        if (!(clipRatio > 0 && clipRatio <= 1)) throw new ArgumentOutOfRangeException(nameof(clipRatio), clipRatio, "clip ratio must be in (0, 1].");
+        var isa = NativeKernels.Resolve(options.Isa);
+        if (isa == KernelIsa.Managed)
+        {
+            long count = (long)m * w.K;
+            var codes = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)count));
+            var scales = System.Buffers.ArrayPool<float>.Shared.Rent(m);
+            try
+            {
+                ManagedGemm.QuantizeRows(new ReadOnlySpan<float>(x, checked((int)count)), m, w.K, activationBits, (float)clipRatio,
+                    codes.AsSpan(0, (int)count), scales.AsSpan(0, m), options.EffectiveThreads);
+                fixed (sbyte* pa = codes)
+                fixed (float* ps = scales)
+                    Run(pa, m, w, ps, bias, y, outInt32: false, options, operation);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<sbyte>.Shared.Return(codes);
+                System.Buffers.ArrayPool<float>.Shared.Return(scales);
+            }
+            return;
+        }
+        GemmArgs args = Args(null, m, w, null, bias, y, outInt32: false, options.EffectiveThreads, isa);
+        NativeMethods.Check(NativeMethods.Linear(&args, x, w.K, activationBits, (float)clipRatio), operation);
+        GC.KeepAlive(w);
+    }
+
+    private static GemmArgs Args(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, int threads, KernelIsa isa) => new()
+    {
+        A = a, Lda = w.K, B = w.Codes, ColSum = w.ColSum, WeightScale = w.Scale, ActivationScale = sa, Bias = bias,
+        C = c, Ldc = w.N, M = m, N = w.N, K = w.K, PaddedN = w.PaddedN, Group = w.Group, Groups = w.Groups,
+        WeightBits = w.Bits, OutInt32 = outInt32 ? 1 : 0, Threads = threads, Isa = (int)isa,
+    };
+
+    /// <summary>
     /// The register-only throughput of <c>vpdpbusd</c> on <paramref name="isa"/> (512-bit or
     /// 256-bit VNNI): 24 (12) independent accumulators, no memory operands,
     /// <paramref name="iterations"/> loop trips per thread. Returns int8 GOPS (2 ops per multiply-add).
@@ -110,12 +174,7 @@ public static unsafe class IntegerGemm
             GC.KeepAlive(w);
             return;
         }
-        GemmArgs args = new()
-        {
-            A = a, Lda = w.K, B = w.Codes, ColSum = w.ColSum, WeightScale = w.Scale, ActivationScale = sa, Bias = bias,
-            C = c, Ldc = w.N, M = m, N = w.N, K = w.K, PaddedN = w.PaddedN, Group = w.Group, Groups = w.Groups,
-            WeightBits = w.Bits, OutInt32 = outInt32 ? 1 : 0, Threads = threads, Isa = (int)isa,
-        };
+        GemmArgs args = Args(a, m, w, sa, bias, c, outInt32, threads, isa);
         NativeMethods.Check(NativeMethods.Gemm(&args), operation);
         GC.KeepAlive(w);
     }

@@ -32,6 +32,27 @@ public static class NativeKernels
         new[] { KernelIsa.Avx512Vnni, KernelIsa.AvxVnni, KernelIsa.Avx2, KernelIsa.Scalar, KernelIsa.Managed }.Where(IsSupported).ToArray();
 
     /// <summary>
+    /// Where the native paths run their threads. True (the default): on the thread team of the GNU
+    /// OpenMP runtime that libtorch has loaded into the process, when there is one, so the kernels do
+    /// not compete with libtorch's spinning OpenMP workers; otherwise on the library's own threads.
+    /// False: always on the library's own threads.
+    /// </summary>
+    public static bool ShareTorchThreads
+    {
+        get => _shareTorchThreads;
+        set
+        {
+            if (IsAvailable) Interop.NativeMethods.Check(Interop.NativeMethods.SetThreadBackend(value ? 0 : 1), nameof(ShareTorchThreads));
+            _shareTorchThreads = value;
+        }
+    }
+
+    private static bool _shareTorchThreads = true;
+
+    /// <summary>True when the last multi-threaded native call ran on libtorch's OpenMP team (see <see cref="ShareTorchThreads"/>).</summary>
+    internal static bool LastCallUsedOpenMp => IsAvailable && Interop.NativeMethods.LastRunUsedOpenMp() != 0;
+
+    /// <summary>
     /// The concrete path a call with <paramref name="requested"/> runs on. <see cref="KernelIsa.Auto"/>
     /// reads <see cref="KernelOptions.IsaEnvironmentVariable"/>, then takes <see cref="BestIsa"/>.
     /// </summary>

@@ -54,7 +54,8 @@ public static unsafe class TorchIntegerGemm
     /// <summary>
     /// A quantized linear layer: <c>y = dequant(quant(x) · Wᵀ) + bias</c> with per-token activation
     /// quantization to <paramref name="activationBits"/> (8: W8A8 / W4A8; 4: W4A4). <paramref name="x"/>
-    /// is float32 <c>[..., K]</c>; the result is float32 <c>[..., N]</c>.
+    /// is float32 <c>[..., K]</c>; the result is float32 <c>[..., N]</c>, the only tensor a call
+    /// allocates (the activation quantization is fused into the GEMM on the native paths).
     /// </summary>
     public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null)
     {
@@ -69,16 +70,11 @@ public static unsafe class TorchIntegerGemm
         }
         long m = x.numel() / weights.K;
         if (m == 0) throw new ArgumentException("x: has no rows.", nameof(x));
-        using var codes = torch.empty([m, weights.K], ScalarType.Int8);
-        using var scales = torch.empty([m], ScalarType.Float32);
         var y = torch.empty([.. x.shape[..^1], weights.N], ScalarType.Float32);
         try
         {
-            options ??= KernelOptions.Default;
-            IntegerGemm.QuantizeActivations(Span<float>(x), (int)m, weights.K, activationBits,
-                new Span<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), Span<float>(scales), clipRatio, options);
-            IntegerGemm.Run((sbyte*)codes.Ptr(), checked((int)m), weights, (float*)scales.Ptr(),
-                bias is null ? null : (float*)bias.Ptr(), (void*)y.Ptr(), outInt32: false, options, "Linear");
+            IntegerGemm.LinearFused((float*)x.Ptr(), checked((int)m), weights, activationBits, bias is null ? null : (float*)bias.Ptr(),
+                (float*)y.Ptr(), clipRatio, options ?? KernelOptions.Default, "Linear");
             return y;
         }
         catch { y.Dispose(); throw; }

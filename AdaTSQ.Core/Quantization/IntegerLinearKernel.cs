@@ -34,6 +34,20 @@ public sealed class IntegerLinearKernel : IDisposable
     /// <summary>ISA and threads of every call.</summary>
     public KernelOptions Options { get; }
 
+    /// <summary>Bytes of the packed weights cached now (codes, column sums, scales): the weight memory the kernels read.</summary>
+    public long PackedWeightBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                long bytes = 0;
+                foreach (var (_, packed) in _packed) bytes += packed.StorageBytes;
+                return bytes;
+            }
+        }
+    }
+
     /// <summary>When true, a call the kernels cannot run throws <see cref="NotSupportedException"/> instead of falling back. Default false.</summary>
     public bool Strict { get; init; }
 
@@ -43,7 +57,10 @@ public sealed class IntegerLinearKernel : IDisposable
     /// <summary>Calls that fell back to fake quantization.</summary>
     public long FallbackCalls => Interlocked.Read(ref _fallbackCalls);
 
-    private long _integerCalls, _fallbackCalls;
+    /// <summary>Wall time spent in calls that ran on the integer kernels (activation quantization, GEMM and output allocation included).</summary>
+    public TimeSpan KernelTime => System.Diagnostics.Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _kernelTicks));
+
+    private long _integerCalls, _fallbackCalls, _kernelTicks;
 
     /// <summary>Sets <paramref name="kernel"/> (or null) on every <see cref="QuantLinear"/> of <paramref name="model"/>; returns how many.</summary>
     public static int Attach(nn.Module model, IntegerLinearKernel? kernel)
@@ -87,13 +104,16 @@ public sealed class IntegerLinearKernel : IDisposable
             Interlocked.Increment(ref _fallbackCalls);
             return null;
         }
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         var packed = Packed(layer, config.Weight);
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
         var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
         var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options);
+        var result = y.MoveToOuterDisposeScope();
         Interlocked.Increment(ref _integerCalls);
-        return y.MoveToOuterDisposeScope();
+        Interlocked.Add(ref _kernelTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);
+        return result;
     }
 
     private PackedWeights Packed(QuantLinear layer, QuantSpec spec)

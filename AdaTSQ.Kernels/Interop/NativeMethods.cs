@@ -39,7 +39,7 @@ internal unsafe struct GemmArgs
 internal static unsafe partial class NativeMethods
 {
     public const string Library = "adatsq_kernels";
-    public const int AbiVersion = 1;
+    public const int AbiVersion = 2;
 
     [LibraryImport(Library, EntryPoint = "adatsq_abi_version")]
     public static partial int AbiVersionOf();
@@ -55,6 +55,15 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "adatsq_gemm")]
     public static partial NativeStatus Gemm(GemmArgs* args);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_linear")]
+    public static partial NativeStatus Linear(GemmArgs* args, float* x, long ldx, int activationBits, float clip);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_set_thread_backend")]
+    public static partial NativeStatus SetThreadBackend(int backend);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_last_run_used_openmp")]
+    public static partial int LastRunUsedOpenMp();
 
     [LibraryImport(Library, EntryPoint = "adatsq_vnni_peak")]
     public static partial NativeStatus VnniPeak(int isa, long iterations, int threads, double* seconds, double* ops);

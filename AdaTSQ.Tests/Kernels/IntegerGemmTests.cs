@@ -22,7 +22,11 @@ public class IntegerGemmTests
     }
 
     [TearDown]
-    public void RestoreManaged() => ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+    public void RestoreManaged()
+    {
+        ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        NativeKernels.ShareTorchThreads = true;
+    }
 
     private static sbyte[] Codes(Random rng, long count, int limit) => Enumerable.Range(0, (int)count).Select(_ => (sbyte)rng.Next(-limit, limit + 1)).ToArray();
 
@@ -98,6 +102,45 @@ public class IntegerGemmTests
                     if (Math.Abs(c[i * n + j] - expected) > tolerance)
                         Assert.Fail($"{path} {config} M={m} N={n} K={k} threads={threads}: C[{i},{j}] = {c[i * n + j]}, expected {expected} ± {tolerance}.");
                 }
+        }
+    }
+
+    [Test]
+    public void FusedLinearEqualsQuantizeThenGemm([ValueSource(nameof(Paths))] string path, [Values(1, 2)] int threads,
+        [Values("W8", "W8g32", "W4", "W4g16", "W4A4g8")] string config, [Values(true, false)] bool shareTorchThreads)
+    {
+        var options = Options(path, threads);
+        using var _ = TorchSharp.torch.zeros(1); // libtorch (and its OpenMP runtime) loaded
+        NativeKernels.ShareTorchThreads = shareTorchThreads;
+        int bits = config.StartsWith("W8") ? 8 : 4;
+        int aBits = config.Contains("A4") ? 4 : 8;
+        int group = config.Contains('g') ? int.Parse(config[(config.IndexOf('g') + 1)..]) : 0;
+        var rng = new Random(config.GetHashCode() & 0xFFFF ^ threads);
+        // ragged shapes, M = 1, K not a multiple of 4 or of the group; a large shape first, then small
+        // ones, so the reused per-thread scratch shrinks back correctly; more than one 128-row block
+        foreach (var (m, n, k) in new[] { (300, 145, 203), (1, 1, 1), (1, 50, 75), (37, 101, 75), (130, 97, 203), (9, 48, 64), (129, 49, 9) })
+        {
+            int groups = group > 0 ? (k + group - 1) / group : 1;
+            var x = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+            for (int j = 0; j < k; j++) x[(m / 2) * k + j] = 0; // an all-zero row
+            var b = Codes(rng, (long)n * k, bits == 8 ? 127 : 7);
+            var sb = Enumerable.Range(0, n * groups).Select(_ => (float)(rng.NextDouble() * 0.01 + 1e-4)).ToArray();
+            var bias = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+            using var w = bits == 8 ? PackedWeights.FromInt8(b, sb, n, k, group) : PackedWeights.FromInt4(PackNibbles(b, n, k), sb, n, k, group);
+            var codes = new sbyte[m * k];
+            var scales = new float[m];
+            var expected = new float[m * n];
+            IntegerGemm.Linear(x, m, w, aBits, bias, expected, codes, scales, options);
+            var fused = new float[m * n];
+            IntegerGemm.Linear(x, m, w, aBits, bias, fused, 1.0, options);
+            Assert.That(fused, Is.EqualTo(expected), $"{path} {config} M={m} N={n} K={k} threads={threads}");
+            var noBias = new float[m * n];
+            IntegerGemm.Linear(x, m, w, aBits, ReadOnlySpan<float>.Empty, noBias, 0.9, options);
+            IntegerGemm.QuantizeActivations(x, m, k, aBits, codes, scales, 0.9, options);
+            IntegerGemm.Gemm(codes, scales, m, w, ReadOnlySpan<float>.Empty, expected, options);
+            Assert.That(noBias, Is.EqualTo(expected), $"{path} {config} M={m} N={n} K={k} threads={threads}, clip 0.9, no bias");
+            if (threads == 2 && m > 1 && path != "managed" && path != "managed-scalar")
+                Assert.That(NativeKernels.LastCallUsedOpenMp, Is.EqualTo(shareTorchThreads), "which threads ran the last call");
         }
     }
 

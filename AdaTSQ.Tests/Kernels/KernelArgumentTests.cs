@@ -24,6 +24,22 @@ public class KernelArgumentTests
     }
 
     [Test]
+    public void FusedLinearChecksItsArguments([Values("avx512vnni", "managed")] string path)
+    {
+        var isa = NativeKernels.ParseIsa(path);
+        if (!NativeKernels.IsSupported(isa)) Assert.Ignore($"{isa} is not available here.");
+        var options = new KernelOptions { Isa = isa };
+        using var w = Weights();
+        var e = Assert.Throws<ArgumentException>(() => IntegerGemm.Linear(new float[15], 2, w, 8, [], new float[8], 1.0, options))!;
+        Assert.That(e.Message, Does.Contain("a: expected m × K = 2 × 8 = 16"));
+        Assert.That(Assert.Throws<ArgumentException>(() => IntegerGemm.Linear(new float[16], 2, w, 8, [], new float[7], 1.0, options))!.ParamName, Is.EqualTo("c"));
+        Assert.That(Assert.Throws<ArgumentException>(() => IntegerGemm.Linear(new float[16], 2, w, 8, new float[3], new float[8], 1.0, options))!.ParamName, Is.EqualTo("bias"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerGemm.Linear(new float[16], 2, w, 9, [], new float[8], 1.0, options));
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerGemm.Linear(new float[16], 2, w, 8, [], new float[8], 0.0, options));
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerGemm.Linear([], 0, w, 8, [], [], 1.0, options));
+    }
+
+    [Test]
     public void WeightsOffTheRestrictedGridOrWithUnsupportedGroupsAreRefused()
     {
         var codes = new sbyte[8];

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define ADATSQ_ABI_VERSION 1
+#define ADATSQ_ABI_VERSION 2
 #define ADATSQ_NR 48 /* columns per packed weight panel */
 
 #if defined(_WIN32)
@@ -79,9 +79,24 @@ ADATSQ_API int32_t adatsq_quantize_rows(int32_t isa, const float* x, int64_t m, 
 
 ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
 
-/* Register-only vpdpbusd throughput loop (no memory traffic): runs `iterations` x 24 dependent-free
- * vpdpbusd per thread on `threads` threads; writes the elapsed wall time and the int8 ops done
- * (2 per multiply-add). Needs ADATSQ_ISA_AVX512VNNI or ADATSQ_ISA_AVXVNNI. */
+/* A quantized linear layer on floats: quantizes each row of x [M, ldx] float32 per token to abits
+ * (as adatsq_quantize_rows) straight into the kernel's packed A layout, then runs the dequantizing
+ * GEMM of args (args->a and args->sa are ignored; out_int32 must be 0). No intermediate code
+ * tensor: the codes and scales live in a buffer of the calling thread that is reused across calls. */
+ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip);
+
+/* Where multi-threaded calls run: 0 (default) on the thread team of a GNU OpenMP runtime the
+ * process has already loaded (libtorch's libgomp), else on the library's own threads; 1: always on
+ * the library's own threads. */
+ADATSQ_API int32_t adatsq_set_thread_backend(int32_t backend);
+
+/* 1 when the last multi-threaded call ran on the host's OpenMP team (for tests and reports). */
+ADATSQ_API int32_t adatsq_last_run_used_openmp(void);
+
+/* Register-only vpdpbusd throughput loop (no memory traffic): runs `iterations` x 24 dependency-free
+ * vpdpbusd on each of `threads` threads, started together behind a barrier; writes the longest
+ * thread's loop time and the int8 ops done by all (2 per multiply-add). Needs ADATSQ_ISA_AVX512VNNI
+ * or ADATSQ_ISA_AVXVNNI. */
 ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t threads, double* seconds, double* ops);
 
 #ifdef __cplusplus

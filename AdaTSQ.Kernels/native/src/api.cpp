@@ -1,6 +1,8 @@
 // C ABI: argument checks, ISA table, the blocked GEMM driver and the row quantizer driver.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 #include "internal.h"
@@ -39,61 +41,126 @@ const IsaKernels* kernels(int32_t isa) {
 constexpr int64_t MC = 128;      // rows per task (multiple of every MR)
 constexpr int64_t NC_PANELS = 8; // 48-column panels per task
 
+// A is packed once per call, before the GEMM tasks, into [blocks of mr rows][steps][mr][4]
+// (zero-padded, +128 for the VNNI paths) in a buffer owned by the calling thread; the first
+// version packed each 128-row block again in every column task (12 times at N = 4608).
 struct GemmJob {
   const adatsq_gemm_args* p;
   const IsaKernels* kern;
   int64_t steps;        // k4 steps (padded)
   int64_t mblocks, nblocks, nc_panels, panels;
+  uint8_t* ap;          // packed A
+  const float* sa;      // activation scales (p->sa, or the ones the fused quantizer wrote)
+  // fused activation quantization (adatsq_linear): x [m, ldx] float32 -> codes straight into ap
+  const float* x;
+  int64_t ldx;
+  int32_t qmax;
+  float clip;
+  float* sa_out;
+  std::atomic<int32_t>* packed;  // [mblocks]: 1 once that row block of A is packed
+  mutable std::atomic<int32_t> failed{0};  // a pack task could not allocate its row buffer
 };
 
-std::vector<uint8_t>& scratch() {
-  static thread_local std::vector<uint8_t> buf;
+struct CallScratch {
+  std::vector<uint8_t> a;
+  std::vector<float> sa;
+  std::unique_ptr<std::atomic<int32_t>[]> flags;
+  int64_t flag_count = 0;
+};
+
+CallScratch& call_scratch() {
+  static thread_local CallScratch s;
+  return s;
+}
+
+std::vector<int8_t>& row_scratch() {
+  static thread_local std::vector<int8_t> buf;
   return buf;
 }
 
-// Packs rows [i0, i0 + rows) of A into [rows/mr][steps][mr][4], zero-padded, +128 for VNNI.
-void pack_a(const GemmJob& job, int64_t i0, int64_t rows, uint8_t* dst) {
-  const adatsq_gemm_args* p = job.p;
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+inline int64_t block_bytes(const GemmJob& job) { return job.steps * job.kern->mr * 4; }
+
+// Writes one row of int8 codes (k of them, zero-padded to steps * 4) as row r of a packed block.
+inline void scatter_row(const GemmJob& job, const int8_t* src, int r, uint8_t* blk) {
+  const int mr = job.kern->mr;
+  const uint32_t flip = job.kern->offset_a ? 0x80808080u : 0u;
+  const int64_t k = job.p->k, full = k / 4;
+  for (int64_t s = 0; s < full; s++) {
+    uint32_t v;
+    std::memcpy(&v, src + 4 * s, 4);
+    v ^= flip;
+    std::memcpy(blk + (s * mr + r) * 4, &v, 4);
+  }
+  for (int64_t s = full; s < job.steps; s++)
+    for (int kk = 0; kk < 4; kk++) {
+      const int64_t kidx = 4 * s + kk;
+      blk[(s * mr + r) * 4 + kk] = (uint8_t)((kidx < k ? (uint8_t)src[kidx] : 0) ^ (flip & 0xFF));
+    }
+}
+
+inline void pad_row(const GemmJob& job, int r, uint8_t* blk) {
   const int mr = job.kern->mr;
   const uint8_t flip = job.kern->offset_a ? 0x80 : 0x00;
-  const int64_t blocks = (rows + mr - 1) / mr;
-  for (int64_t b = 0; b < blocks; b++) {
-    uint8_t* blk = dst + b * job.steps * mr * 4;
+  for (int64_t s = 0; s < job.steps; s++) std::memset(blk + (s * mr + r) * 4, flip, 4);
+}
+
+// Pack task: rows [task * MC, +MC) of A (codes given, or quantized from x on the fly).
+void pack_rows(const GemmJob& job, int64_t task) {
+  const adatsq_gemm_args* p = job.p;
+  const int mr = job.kern->mr;
+  const int64_t i0 = task * MC, i1 = std::min<int64_t>(p->m, i0 + MC);
+  const int64_t b0 = i0 / mr, b1 = (i1 + mr - 1) / mr;
+  int8_t* row = nullptr;
+  if (job.x) {
+    std::vector<int8_t>& buf = row_scratch();
+    if ((int64_t)buf.size() < p->k) buf.resize(p->k);
+    row = buf.data();
+  }
+  for (int64_t b = b0; b < b1; b++) {
+    uint8_t* blk = job.ap + b * block_bytes(job);
     for (int r = 0; r < mr; r++) {
-      const int64_t i = i0 + b * mr + r;
-      if (i >= p->m || b * mr + r >= rows) {
-        for (int64_t s = 0; s < job.steps; s++) std::memset(blk + (s * mr + r) * 4, flip, 4);
-        continue;
+      const int64_t i = b * mr + r;
+      if (i >= p->m) { pad_row(job, r, blk); continue; }
+      if (job.x) {
+        job.kern->quant_row(job.x + i * job.ldx, p->k, job.qmax, job.clip, row, job.sa_out + i);
+        scatter_row(job, row, r, blk);
+      } else {
+        scatter_row(job, p->a + i * p->lda, r, blk);
       }
-      const uint8_t* src = (const uint8_t*)(p->a + i * p->lda);
-      const int64_t full = p->k / 4;
-      for (int64_t s = 0; s < full; s++) {
-        uint32_t v;
-        std::memcpy(&v, src + 4 * s, 4);
-        v ^= flip * 0x01010101u;
-        std::memcpy(blk + (s * mr + r) * 4, &v, 4);
-      }
-      for (int64_t s = full; s < job.steps; s++)
-        for (int kk = 0; kk < 4; kk++) {
-          const int64_t kidx = 4 * s + kk;
-          blk[(s * mr + r) * 4 + kk] = (uint8_t)((kidx < p->k ? src[kidx] : 0) ^ flip);
-        }
     }
   }
 }
 
+// Tasks [0, mblocks) pack the row blocks of A; the tile tasks after them wait (spinning) until
+// their row block is packed. Tasks are handed out in order, so a pack task has always been
+// started by some thread before a tile task that needs it: one pool wake-up per call.
 void gemm_task(void* ctx, int64_t task) {
   const GemmJob& job = *(const GemmJob*)ctx;
+  if (task < job.mblocks) {
+    try {
+      pack_rows(job, task);
+    } catch (...) {  // never unwind through the thread pool or OpenMP
+      job.failed.store(1);
+    }
+    job.packed[task].store(1, std::memory_order_release);
+    return;
+  }
+  if (job.failed.load(std::memory_order_relaxed)) return;
+  task -= job.mblocks;
   const adatsq_gemm_args* p = job.p;
   const int mr = job.kern->mr;
   const int64_t ib = task / job.nblocks, jb = task % job.nblocks;
   const int64_t i0 = ib * MC, rows = std::min<int64_t>(MC, p->m - i0);
   const int64_t p0 = jb * job.nc_panels, p1 = std::min<int64_t>(job.panels, p0 + job.nc_panels);
   const int64_t blocks = (rows + mr - 1) / mr;
-  std::vector<uint8_t>& buf = scratch();
-  const size_t need = (size_t)(blocks * mr * job.steps * 4);
-  if (buf.size() < need) buf.resize(need);
-  pack_a(job, i0, rows, buf.data());
+  while (!job.packed[ib].load(std::memory_order_acquire)) cpu_relax();
+  const uint8_t* ap = job.ap + (i0 / mr) * block_bytes(job);
   const int64_t panel_bytes = job.steps * NR * (p->wbits == 4 ? 2 : 4);
   const size_t out_size = p->out_int32 ? sizeof(int32_t) : sizeof(float);
   TileArgs t;
@@ -112,18 +179,53 @@ void gemm_task(void* ctx, int64_t task) {
     t.cols = (int)std::min<int64_t>(NR, p->n - col0);
     for (int64_t b = 0; b < blocks; b++) {
       const int64_t row0 = i0 + b * mr;
-      t.ap = buf.data() + b * job.steps * mr * 4;
+      t.ap = ap + b * block_bytes(job);
       t.rows = (int)std::min<int64_t>(mr, p->m - row0);
-      t.sa = p->sa ? p->sa + row0 : nullptr;
+      t.sa = job.sa ? job.sa + row0 : nullptr;
       t.c = (char*)p->c + (row0 * p->ldc + col0) * out_size;
       job.kern->tile(&t);
     }
   }
 }
 
+// Packs (or quantizes and packs) A, then runs the tile tasks.
+int32_t run_gemm(GemmJob& job) {
+  const adatsq_gemm_args* p = job.p;
+  job.steps = p->groups * p->group / 4;
+  job.panels = p->np / NR;
+  job.mblocks = (p->m + MC - 1) / MC;
+  job.nc_panels = NC_PANELS;
+  // Enough tasks to balance the threads: shrink the column blocks when there are few row blocks.
+  const int64_t want = 4 * (int64_t)p->threads;
+  if (job.mblocks * ((job.panels + job.nc_panels - 1) / job.nc_panels) < want) {
+    const int64_t per_row_block = (want + job.mblocks - 1) / job.mblocks;
+    job.nc_panels = std::max<int64_t>(1, (job.panels + per_row_block - 1) / per_row_block);
+  }
+  job.nblocks = (job.panels + job.nc_panels - 1) / job.nc_panels;
+  CallScratch& scratch = call_scratch();
+  const int mr = job.kern->mr;
+  const size_t need = (size_t)(((p->m + mr - 1) / mr) * block_bytes(job));
+  if (scratch.a.size() < need) scratch.a.resize(need);
+  job.ap = scratch.a.data();
+  if (job.x) {
+    if (scratch.sa.size() < (size_t)p->m) scratch.sa.resize(p->m);
+    job.sa_out = scratch.sa.data();
+    job.sa = job.sa_out;
+  } else {
+    job.sa = p->sa;
+  }
+  if (scratch.flag_count < job.mblocks) {
+    scratch.flags.reset(new std::atomic<int32_t>[job.mblocks]);
+    scratch.flag_count = job.mblocks;
+  }
+  job.packed = scratch.flags.get();
+  for (int64_t i = 0; i < job.mblocks; i++) job.packed[i].store(0, std::memory_order_relaxed);
+  ThreadPool::instance().run(p->threads, job.mblocks + job.mblocks * job.nblocks, gemm_task, &job);
+  return job.failed.load() ? ADATSQ_OUT_OF_MEMORY : ADATSQ_OK;
+}
+
 int32_t check_gemm(const adatsq_gemm_args* p) {
-  if (!p || !p->a || !p->b || !p->colsum || !p->sb || !p->c) return ADATSQ_BAD_ARGUMENT;
-  if (!p->out_int32 && !p->sa) return ADATSQ_BAD_ARGUMENT;
+  if (!p || !p->b || !p->colsum || !p->sb || !p->c) return ADATSQ_BAD_ARGUMENT;
   if (p->m <= 0 || p->n <= 0 || p->k <= 0 || p->lda < p->k || p->ldc < p->n) return ADATSQ_BAD_ARGUMENT;
   if (p->np != (p->n + NR - 1) / NR * NR) return ADATSQ_BAD_ARGUMENT;
   if (p->wbits != 8 && p->wbits != 4) return ADATSQ_BAD_ARGUMENT;
@@ -154,13 +256,28 @@ void quant_task(void* ctx, int64_t task) {
 struct PeakJob {
   int32_t isa;
   int64_t iterations;
+  int32_t threads;
   std::atomic<int64_t> macs{0};
+  std::atomic<int32_t> arrived{0};
+  std::atomic<int64_t> longest_ns{0};
 };
 
+// One loop per thread, all at once: tasks are handed out dynamically, so without the start barrier
+// one thread could run two loops back to back while the other was still waking up (which halves
+// the apparent peak). The barrier gives up after 1 s rather than hang; each loop times itself after
+// it, and the peak is the ops over the longest loop.
 void peak_task(void* ctx, int64_t) {
   PeakJob& j = *(PeakJob*)ctx;
+  j.arrived.fetch_add(1);
+  const auto wait0 = std::chrono::steady_clock::now();
+  while (j.arrived.load() < j.threads && std::chrono::steady_clock::now() - wait0 < std::chrono::seconds(1)) cpu_relax();
+  const auto t0 = std::chrono::steady_clock::now();
   int64_t done = j.isa == ADATSQ_ISA_AVX512VNNI ? vnni_peak_avx512(j.iterations) : vnni_peak_avxvnni(j.iterations);
+  const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
   j.macs.fetch_add(done);
+  int64_t prev = j.longest_ns.load();
+  while (ns > prev && !j.longest_ns.compare_exchange_weak(prev, ns)) {
+  }
 }
 
 }  // namespace
@@ -209,30 +326,49 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* p) {
   try {
     int32_t status = check_gemm(p);
     if (status != ADATSQ_OK) return status;
+    if (!p->a || (!p->out_int32 && !p->sa)) return ADATSQ_BAD_ARGUMENT;
     const IsaKernels* kern = kernels(p->isa);
     if (!kern) return ADATSQ_ISA_UNAVAILABLE;
-    GemmJob job;
+    GemmJob job{};
     job.p = p;
     job.kern = kern;
-    job.steps = p->groups * p->group / 4;
-    job.panels = p->np / NR;
-    job.mblocks = (p->m + MC - 1) / MC;
-    job.nc_panels = NC_PANELS;
-    // Enough tasks to balance the threads: shrink the column blocks when there are few row blocks.
-    const int64_t want = 4 * (int64_t)p->threads;
-    if (job.mblocks * ((job.panels + job.nc_panels - 1) / job.nc_panels) < want) {
-      const int64_t per_row_block = (want + job.mblocks - 1) / job.mblocks;
-      job.nc_panels = std::max<int64_t>(1, (job.panels + per_row_block - 1) / per_row_block);
-    }
-    job.nblocks = (job.panels + job.nc_panels - 1) / job.nc_panels;
-    ThreadPool::instance().run(p->threads, job.mblocks * job.nblocks, gemm_task, &job);
-    return ADATSQ_OK;
+    return run_gemm(job);
   } catch (const std::bad_alloc&) {
     return ADATSQ_OUT_OF_MEMORY;
   } catch (...) {
     return ADATSQ_INTERNAL;
   }
 }
+
+ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* p, const float* x, int64_t ldx, int32_t abits, float clip) {
+  try {
+    int32_t status = check_gemm(p);
+    if (status != ADATSQ_OK) return status;
+    if (!x || ldx < p->k || p->out_int32 || abits < 2 || abits > 8 || !(clip > 0.f && clip <= 1.f)) return ADATSQ_BAD_ARGUMENT;
+    const IsaKernels* kern = kernels(p->isa);
+    if (!kern) return ADATSQ_ISA_UNAVAILABLE;
+    GemmJob job{};
+    job.p = p;
+    job.kern = kern;
+    job.x = x;
+    job.ldx = ldx;
+    job.qmax = (1 << (abits - 1)) - 1;
+    job.clip = clip;
+    return run_gemm(job);
+  } catch (const std::bad_alloc&) {
+    return ADATSQ_OUT_OF_MEMORY;
+  } catch (...) {
+    return ADATSQ_INTERNAL;
+  }
+}
+
+ADATSQ_API int32_t adatsq_set_thread_backend(int32_t backend) {
+  if (backend != 0 && backend != 1) return ADATSQ_BAD_ARGUMENT;
+  ThreadPool::backend().store(backend);
+  return ADATSQ_OK;
+}
+
+ADATSQ_API int32_t adatsq_last_run_used_openmp(void) { return ThreadPool::instance().last_run_used_openmp() ? 1 : 0; }
 
 ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t threads, double* seconds, double* ops) {
   if ((isa != ADATSQ_ISA_AVX512VNNI && isa != ADATSQ_ISA_AVXVNNI) || !kernels(isa)) return ADATSQ_ISA_UNAVAILABLE;
@@ -241,10 +377,9 @@ ADATSQ_API int32_t adatsq_vnni_peak(int32_t isa, int64_t iterations, int32_t thr
     PeakJob job;
     job.isa = isa;
     job.iterations = iterations;
-    auto t0 = std::chrono::steady_clock::now();
+    job.threads = threads;
     ThreadPool::instance().run(threads, threads, peak_task, &job);
-    auto t1 = std::chrono::steady_clock::now();
-    *seconds = std::chrono::duration<double>(t1 - t0).count();
+    *seconds = (double)job.longest_ns.load() * 1e-9;
     *ops = 2.0 * (double)job.macs.load();
     return ADATSQ_OK;
   } catch (...) {

@@ -1,8 +1,18 @@
 // A small persistent thread pool: run() hands `tasks` indices to `threads` threads (the caller
 // included) and returns when all are done. Calls are serialised. The pool is never destroyed (its
 // threads end with the process), so no static destructor joins threads during unload.
+//
+// When the process has already loaded a GNU OpenMP runtime (libtorch brings its own libgomp), run()
+// uses that runtime's thread team instead (GOMP_parallel, looked up once with dlopen RTLD_NOLOAD):
+// libtorch's OpenMP workers spin for a while after every torch op, and a second set of threads
+// competing with them on the same cores halved the kernels' speed inside a model forward. Sharing
+// the team also means the workers are usually awake already. adatsq_set_thread_backend picks.
 #pragma once
+#include <dlfcn.h>
+#include <link.h>
 #include <atomic>
+#include <cstring>
+#include <string>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -20,6 +30,15 @@ class ThreadPool {
     return *pool;
   }
 
+  // 0: the host's OpenMP team when one is loaded, else the own threads; 1: always the own threads.
+  static std::atomic<int>& backend() {
+    static std::atomic<int> b{0};
+    return b;
+  }
+
+  // True when the last multi-threaded run() used the host's OpenMP team.
+  bool last_run_used_openmp() const { return last_openmp_; }
+
   void run(int threads, int64_t tasks, TaskFn fn, void* ctx) {
     std::lock_guard<std::mutex> serial(call_mutex_);
     if (threads > tasks) threads = (int)tasks;
@@ -27,6 +46,15 @@ class ThreadPool {
       for (int64_t i = 0; i < tasks; i++) fn(ctx, i);
       return;
     }
+    if (backend().load() == 0) {
+      if (GompParallel gomp = host_gomp()) {
+        OmpJob job{fn, ctx, tasks, {0}};
+        gomp(&omp_body, &job, (unsigned)threads, 0);
+        last_openmp_ = true;
+        return;
+      }
+    }
+    last_openmp_ = false;
     grow(threads - 1);
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -45,6 +73,49 @@ class ThreadPool {
   }
 
  private:
+  using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+
+  struct OmpJob {
+    TaskFn fn;
+    void* ctx;
+    int64_t tasks;
+    std::atomic<int64_t> next;
+  };
+
+  static void omp_body(void* p) {
+    OmpJob& j = *(OmpJob*)p;
+    for (;;) {
+      int64_t i = j.next.fetch_add(1);
+      if (i >= j.tasks) break;
+      j.fn(j.ctx, i);
+    }
+  }
+
+  // GOMP_parallel of a libgomp already mapped into the process, or null (never loads one). A miss
+  // is not cached: libtorch may be loaded after the first kernel call.
+  static GompParallel host_gomp() {
+    static std::atomic<GompParallel> found{nullptr};
+    if (GompParallel fn = found.load()) return fn;
+    std::string path;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* out) {
+          const char* name = info->dlpi_name;
+          const char* base = name ? std::strrchr(name, '/') : nullptr;
+          base = base ? base + 1 : name;
+          if (base && std::strncmp(base, "libgomp", 7) == 0) {
+            *(std::string*)out = name;
+            return 1;
+          }
+          return 0;
+        },
+        &path);
+    if (path.empty()) return nullptr;
+    void* h = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);  // reference kept: the runtime stays loaded
+    GompParallel fn = h ? (GompParallel)dlsym(h, "GOMP_parallel") : nullptr;
+    found.store(fn);
+    return fn;
+  }
+
   void grow(int workers) {
     while ((int)workers_.size() < workers) {
       int index = (int)workers_.size();
@@ -84,6 +155,7 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};
   int participants_ = 0, pending_ = 0;
   uint64_t generation_ = 0;
+  bool last_openmp_ = false;
 };
 
 }  // namespace adatsq
