@@ -12,6 +12,16 @@ internal static class TestTensors
         return torch.randn(shape, generator: gen);
     }
 
+    /// <summary>Inputs with strongly correlated features, as real activations have: a low-rank part plus 10 % noise.</summary>
+    public static Tensor CorrelatedInputs(long n, long features, long seed)
+    {
+        using var scope = torch.NewDisposeScope();
+        var gen = new Generator((ulong)seed);
+        var basis = torch.randn([features / 4, features], generator: gen);
+        var x = torch.randn([n, features / 4], generator: gen).mm(basis) + torch.randn([n, features], generator: gen) * 0.1;
+        return x.MoveToOuterDisposeScope();
+    }
+
     public static double RelativeError(Tensor actual, Tensor expected)
     {
         using var scope = torch.NewDisposeScope();

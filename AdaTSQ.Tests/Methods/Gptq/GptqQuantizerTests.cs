@@ -9,13 +9,6 @@ namespace AdaTSQ.Tests.Methods.Gptq;
 
 public class GptqQuantizerTests
 {
-    /// <summary>Inputs with strongly correlated features, as real activations have.</summary>
-    private static Tensor CorrelatedInputs(long n, long features, long seed)
-    {
-        var gen = new Generator((ulong)seed);
-        var basis = torch.randn([features / 4, features], generator: gen);
-        return torch.randn([n, features / 4], generator: gen).mm(basis) + torch.randn([n, features], generator: gen) * 0.1;
-    }
 
     private static double OutputError(Tensor w, Tensor q, Tensor x)
     {
@@ -47,7 +40,7 @@ public class GptqQuantizerTests
     {
         using var scope = torch.NewDisposeScope();
         var w = TestTensors.Randn(2, 48, 64);
-        var x = CorrelatedInputs(512, 64, 3);
+        var x = TestTensors.CorrelatedInputs(512, 64, 3);
         var h = x.t().mm(x).to(ScalarType.Float64);
         var spec = QuantSpec.Weight(bits, group, symmetric);
         using var g = new GptqQuantizer(new GptqOptions { ActOrder = actOrder, BlockSize = 16 }).Quantize("fc", w, spec, h);
@@ -62,7 +55,7 @@ public class GptqQuantizerTests
     {
         // Inputs whose channel scales span two orders of magnitude: act-order quantizes the channels
         // that matter most first, while the most freedom is left to absorb their error.
-        using var basis = CorrelatedInputs(1024, 64, 41);
+        using var basis = TestTensors.CorrelatedInputs(1024, 64, 41);
         using var scales = torch.logspace(-1, 1, 64);
         using var perm = torch.randperm(64, generator: new Generator(5));
         using var x = basis * scales.index_select(0, perm);
@@ -85,7 +78,7 @@ public class GptqQuantizerTests
     public void DeadInputsGetZeroWeightAndIllConditionedHessiansAreDamped()
     {
         using var w = TestTensors.Randn(4, 8, 16);
-        using var x = CorrelatedInputs(64, 16, 5);
+        using var x = TestTensors.CorrelatedInputs(64, 16, 5);
         x.index_fill_(1, torch.tensor(new long[] { 3 }), 0f);
         using var h = x.t().mm(x).to(ScalarType.Float64);
         using var q = new GptqQuantizer().Quantize("fc", w, QuantSpec.Weight(4), h);

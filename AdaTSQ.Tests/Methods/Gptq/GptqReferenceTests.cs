@@ -19,12 +19,6 @@ namespace AdaTSQ.Tests.Methods.Gptq;
 /// </summary>
 public class GptqReferenceTests
 {
-    private static Tensor CorrelatedInputs(long n, long features, long seed)
-    {
-        var gen = new Generator((ulong)seed);
-        var basis = torch.randn([features / 4, features], generator: gen);
-        return torch.randn([n, features / 4], generator: gen).mm(basis) + torch.randn([n, features], generator: gen) * 0.1;
-    }
 
     /// <summary>The oracle: sequential OBS updates in float64, group parameters found from the updated weights when a group starts.</summary>
     private static Tensor Oracle(Tensor weight, Tensor h, int bits, int groupSize, bool actOrder, double percDamp = 0.01)
@@ -90,7 +84,7 @@ public class GptqReferenceTests
     [TestCase(3, 0, true)]
     public void OutputErrorIsWithinTwoPercentOfTheReferenceAlgorithm(int bits, int group, bool actOrder)
     {
-        using var x = CorrelatedInputs(512, 128, 21);
+        using var x = TestTensors.CorrelatedInputs(512, 128, 21);
         using var w = TestTensors.Randn(22, 48, 128);
         using var xd = x.to(ScalarType.Float64);
         using var h = xd.t().mm(xd) * (2.0 / 512);                      // H = 2/N Σ x xᵀ, as the reference
