@@ -16,3 +16,13 @@ public sealed class KernelException : Exception
     /// <summary>Creates the exception with a message.</summary>
     public KernelException(string message) : base(message) { }
 }
+
+/// <summary>
+/// The CUDA kernels cannot run here: libadatsq_kernels_cuda is not built or not found (it is opt-in,
+/// see native/cuda/build.sh), it has the wrong ABI version, or no CUDA device / driver is present.
+/// </summary>
+public sealed class CudaKernelsUnavailableException : NotSupportedException
+{
+    /// <summary>Creates the exception with a message saying why.</summary>
+    public CudaKernelsUnavailableException(string message) : base(message) { }
+}
