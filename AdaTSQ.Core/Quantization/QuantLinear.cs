@@ -171,11 +171,7 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// </summary>
     public void SetStaticInputRange(QuantSpec activationSpec, double min, double max)
     {
-        activationSpec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
-        if (activationSpec.Dynamic)
-            throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
-        if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
-            throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
+        CheckStaticRange(activationSpec, min, max);
         var moved = RangeParams(activationSpec, min, max);
         if (_staticRanges.Remove(activationSpec, out var old)) old.Dispose();
         _staticRanges[activationSpec] = moved;
@@ -190,11 +186,7 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     {
         if (firstStep < 0 || lastStep < firstStep)
             throw new LayerQuantizationException(LayerName, $"step group {firstStep}…{lastStep} is not a valid range of step indices.");
-        activationSpec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
-        if (activationSpec.Dynamic)
-            throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
-        if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
-            throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
+        CheckStaticRange(activationSpec, min, max);
         if (!_stepRanges.TryGetValue(activationSpec, out var list)) _stepRanges[activationSpec] = list = [];
         var overlapping = list.Where(r => r.First <= lastStep && firstStep <= r.Last).ToList();
         if (overlapping.Any(r => r.First != firstStep || r.Last != lastStep))
@@ -210,6 +202,15 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// <summary>The step groups with their own static range for <paramref name="activationSpec"/>.</summary>
     public IReadOnlyList<(int FirstStep, int LastStep)> StaticRangeGroups(QuantSpec activationSpec) =>
         _stepRanges.TryGetValue(activationSpec, out var list) ? list.Select(r => (r.First, r.Last)).OrderBy(r => r.First).ToList() : [];
+
+    private void CheckStaticRange(QuantSpec activationSpec, double min, double max)
+    {
+        activationSpec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
+        if (activationSpec.Dynamic)
+            throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
+        if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
+            throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
+    }
 
     private QuantParams RangeParams(QuantSpec spec, double min, double max)
     {

@@ -30,104 +30,124 @@ inline __mmask16 col_mask(int cols, int j) {
 // dot_w8 / dot_w4: one group (per-channel weights), the int32 sums stored to c [8][48].
 // *_group: one of several scale groups; folds the group into p [8][48] floats in registers:
 // p += sb * float(acc - 128 * colsum), colsum and sb at the panel's columns of this group.
+// Every vector register is used (clobbered) by the tile loops.
+#define ADATSQ_ALL_ZMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
+// Zero the 24 accumulators zmm0-zmm23.
+#define ADATSQ_ZERO_ACC \
+    "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t" \
+    "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t" \
+    "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t" \
+    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t" \
+    "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
+    "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
+    "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
+    "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+// k loop, int8 weights: 3 B loads and 8 A broadcasts per k4 step (a += 32, b += 192).
+#define ADATSQ_K_LOOP_W8 \
+    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\t" \
+    "vmovdqu64 128(%[b]), %%zmm26\n\tvpbroadcastd 0(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm0\n\t" \
+    "vpdpbusd %%zmm25, %%zmm27, %%zmm1\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm28\n\t" \
+    "vpdpbusd %%zmm24, %%zmm28, %%zmm3\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm5\n\t" \
+    "vpbroadcastd 8(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm7\n\t" \
+    "vpdpbusd %%zmm26, %%zmm27, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm9\n\t" \
+    "vpdpbusd %%zmm25, %%zmm28, %%zmm10\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm27\n\t" \
+    "vpdpbusd %%zmm24, %%zmm27, %%zmm12\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm14\n\t" \
+    "vpbroadcastd 20(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm16\n\t" \
+    "vpdpbusd %%zmm26, %%zmm28, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm18\n\t" \
+    "vpdpbusd %%zmm25, %%zmm27, %%zmm19\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm28\n\t" \
+    "vpdpbusd %%zmm24, %%zmm28, %%zmm21\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm23\n\t" \
+    "add $32, %[a]\n\tadd $192, %[b]\n\tdec %[n]\n\t" \
+    "jnz 1b\n\t"
+// k loop, packed int4 weights (zmm31 = 0xF0 mask): two k4 steps per 64-byte load of B (low nibbles shifted up, high masked).
+#define ADATSQ_K_LOOP_W4 \
+    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\t" \
+    "vmovdqu64 128(%[b]), %%zmm26\n\tvpsllw $4, %%zmm24, %%zmm27\n\tvpsllw $4, %%zmm25, %%zmm28\n\t" \
+    "vpsllw $4, %%zmm26, %%zmm29\n\tvpandd %%zmm31, %%zmm27, %%zmm27\n\tvpandd %%zmm31, %%zmm28, %%zmm28\n\t" \
+    "vpandd %%zmm31, %%zmm29, %%zmm29\n\tvpbroadcastd 0(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm0\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm5\n\t" \
+    "vpbroadcastd 8(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm7\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm9\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm14\n\t" \
+    "vpbroadcastd 20(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm16\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm18\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm23\n\t" \
+    "vpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\tvpandd %%zmm31, %%zmm26, %%zmm26\n\t" \
+    "vpbroadcastd 32(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm0\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm1\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm2\n\tvpbroadcastd 36(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm3\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm5\n\tvpbroadcastd 40(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm7\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm8\n\t" \
+    "vpbroadcastd 44(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm9\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm10\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm11\n\tvpbroadcastd 48(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm12\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm14\n\tvpbroadcastd 52(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm16\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm17\n\t" \
+    "vpbroadcastd 56(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm18\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm19\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm20\n\tvpbroadcastd 60(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm21\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm23\n\tadd $64, %[a]\n\t" \
+    "add $192, %[b]\n\tsub $2, %[n]\n\tjnz 1b\n\t"
+// Store the int32 accumulators to c [8][48].
+#define ADATSQ_STORE_INT32 \
+    "vmovdqu64 %%zmm0, 0(%[c])\n\tvmovdqu64 %%zmm1, 64(%[c])\n\tvmovdqu64 %%zmm2, 128(%[c])\n\t" \
+    "vmovdqu64 %%zmm3, 192(%[c])\n\tvmovdqu64 %%zmm4, 256(%[c])\n\tvmovdqu64 %%zmm5, 320(%[c])\n\t" \
+    "vmovdqu64 %%zmm6, 384(%[c])\n\tvmovdqu64 %%zmm7, 448(%[c])\n\tvmovdqu64 %%zmm8, 512(%[c])\n\t" \
+    "vmovdqu64 %%zmm9, 576(%[c])\n\tvmovdqu64 %%zmm10, 640(%[c])\n\tvmovdqu64 %%zmm11, 704(%[c])\n\t" \
+    "vmovdqu64 %%zmm12, 768(%[c])\n\tvmovdqu64 %%zmm13, 832(%[c])\n\tvmovdqu64 %%zmm14, 896(%[c])\n\t" \
+    "vmovdqu64 %%zmm15, 960(%[c])\n\tvmovdqu64 %%zmm16, 1024(%[c])\n\tvmovdqu64 %%zmm17, 1088(%[c])\n\t" \
+    "vmovdqu64 %%zmm18, 1152(%[c])\n\tvmovdqu64 %%zmm19, 1216(%[c])\n\tvmovdqu64 %%zmm20, 1280(%[c])\n\t" \
+    "vmovdqu64 %%zmm21, 1344(%[c])\n\tvmovdqu64 %%zmm22, 1408(%[c])\n\tvmovdqu64 %%zmm23, 1472(%[c])\n\t"
+// Fold one scale group into p [8][48]: p += sc * float(acc - 128 * cs).
+#define ADATSQ_FOLD_GROUP \
+    "vpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\tvpslld $7, 128(%[cs]), %%zmm26\n\t" \
+    "vmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\tvmovups 128(%[sc]), %%zmm29\n\t" \
+    "vpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvfmadd213ps 0(%[p]), %%zmm27, %%zmm0\n\t" \
+    "vmovaps %%zmm0, 0(%[p])\n\tvpsubd %%zmm25, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\t" \
+    "vfmadd213ps 64(%[p]), %%zmm28, %%zmm1\n\tvmovaps %%zmm1, 64(%[p])\n\tvpsubd %%zmm26, %%zmm2, %%zmm2\n\t" \
+    "vcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd213ps 128(%[p]), %%zmm29, %%zmm2\n\tvmovaps %%zmm2, 128(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvfmadd213ps 192(%[p]), %%zmm27, %%zmm3\n\t" \
+    "vmovaps %%zmm3, 192(%[p])\n\tvpsubd %%zmm25, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\t" \
+    "vfmadd213ps 256(%[p]), %%zmm28, %%zmm4\n\tvmovaps %%zmm4, 256(%[p])\n\tvpsubd %%zmm26, %%zmm5, %%zmm5\n\t" \
+    "vcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd213ps 320(%[p]), %%zmm29, %%zmm5\n\tvmovaps %%zmm5, 320(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvfmadd213ps 384(%[p]), %%zmm27, %%zmm6\n\t" \
+    "vmovaps %%zmm6, 384(%[p])\n\tvpsubd %%zmm25, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\t" \
+    "vfmadd213ps 448(%[p]), %%zmm28, %%zmm7\n\tvmovaps %%zmm7, 448(%[p])\n\tvpsubd %%zmm26, %%zmm8, %%zmm8\n\t" \
+    "vcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd213ps 512(%[p]), %%zmm29, %%zmm8\n\tvmovaps %%zmm8, 512(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvfmadd213ps 576(%[p]), %%zmm27, %%zmm9\n\t" \
+    "vmovaps %%zmm9, 576(%[p])\n\tvpsubd %%zmm25, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\t" \
+    "vfmadd213ps 640(%[p]), %%zmm28, %%zmm10\n\tvmovaps %%zmm10, 640(%[p])\n\tvpsubd %%zmm26, %%zmm11, %%zmm11\n\t" \
+    "vcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd213ps 704(%[p]), %%zmm29, %%zmm11\n\tvmovaps %%zmm11, 704(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\tvfmadd213ps 768(%[p]), %%zmm27, %%zmm12\n\t" \
+    "vmovaps %%zmm12, 768(%[p])\n\tvpsubd %%zmm25, %%zmm13, %%zmm13\n\tvcvtdq2ps %%zmm13, %%zmm13\n\t" \
+    "vfmadd213ps 832(%[p]), %%zmm28, %%zmm13\n\tvmovaps %%zmm13, 832(%[p])\n\tvpsubd %%zmm26, %%zmm14, %%zmm14\n\t" \
+    "vcvtdq2ps %%zmm14, %%zmm14\n\tvfmadd213ps 896(%[p]), %%zmm29, %%zmm14\n\tvmovaps %%zmm14, 896(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\tvfmadd213ps 960(%[p]), %%zmm27, %%zmm15\n\t" \
+    "vmovaps %%zmm15, 960(%[p])\n\tvpsubd %%zmm25, %%zmm16, %%zmm16\n\tvcvtdq2ps %%zmm16, %%zmm16\n\t" \
+    "vfmadd213ps 1024(%[p]), %%zmm28, %%zmm16\n\tvmovaps %%zmm16, 1024(%[p])\n\tvpsubd %%zmm26, %%zmm17, %%zmm17\n\t" \
+    "vcvtdq2ps %%zmm17, %%zmm17\n\tvfmadd213ps 1088(%[p]), %%zmm29, %%zmm17\n\tvmovaps %%zmm17, 1088(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\tvfmadd213ps 1152(%[p]), %%zmm27, %%zmm18\n\t" \
+    "vmovaps %%zmm18, 1152(%[p])\n\tvpsubd %%zmm25, %%zmm19, %%zmm19\n\tvcvtdq2ps %%zmm19, %%zmm19\n\t" \
+    "vfmadd213ps 1216(%[p]), %%zmm28, %%zmm19\n\tvmovaps %%zmm19, 1216(%[p])\n\tvpsubd %%zmm26, %%zmm20, %%zmm20\n\t" \
+    "vcvtdq2ps %%zmm20, %%zmm20\n\tvfmadd213ps 1280(%[p]), %%zmm29, %%zmm20\n\tvmovaps %%zmm20, 1280(%[p])\n\t" \
+    "vpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\tvfmadd213ps 1344(%[p]), %%zmm27, %%zmm21\n\t" \
+    "vmovaps %%zmm21, 1344(%[p])\n\tvpsubd %%zmm25, %%zmm22, %%zmm22\n\tvcvtdq2ps %%zmm22, %%zmm22\n\t" \
+    "vfmadd213ps 1408(%[p]), %%zmm28, %%zmm22\n\tvmovaps %%zmm22, 1408(%[p])\n\tvpsubd %%zmm26, %%zmm23, %%zmm23\n\t" \
+    "vcvtdq2ps %%zmm23, %%zmm23\n\tvfmadd213ps 1472(%[p]), %%zmm29, %%zmm23\n\tvmovaps %%zmm23, 1472(%[p])\n\t"
+
 void dot_w8(const uint8_t* a, const uint8_t* b, int64_t steps, int32_t* c) {
   __asm__ volatile(
-      "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"
-      "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
-      "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t"
-      "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-      "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t"
-      "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-      "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-      "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-      "1:\n\t"
-      "vmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\t"
-      "vpbroadcastd 0(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm0\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm1\n\t"
-      "vpdpbusd %%zmm26, %%zmm27, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm3\n\t"
-      "vpdpbusd %%zmm25, %%zmm28, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm5\n\tvpbroadcastd 8(%[a]), %%zmm27\n\t"
-      "vpdpbusd %%zmm24, %%zmm27, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm7\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm8\n\t"
-      "vpbroadcastd 12(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm9\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm10\n\t"
-      "vpdpbusd %%zmm26, %%zmm28, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm12\n\t"
-      "vpdpbusd %%zmm25, %%zmm27, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm14\n\tvpbroadcastd 20(%[a]), %%zmm28\n\t"
-      "vpdpbusd %%zmm24, %%zmm28, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm16\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm17\n\t"
-      "vpbroadcastd 24(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm18\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm19\n\t"
-      "vpdpbusd %%zmm26, %%zmm27, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm21\n\t"
-      "vpdpbusd %%zmm25, %%zmm28, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm23\n\tadd $32, %[a]\n\t"
-      "add $192, %[b]\n\tdec %[n]\n\tjnz 1b\n\t"
-      "vmovdqu64 %%zmm0, 0(%[c])\n\tvmovdqu64 %%zmm1, 64(%[c])\n\tvmovdqu64 %%zmm2, 128(%[c])\n\t"
-      "vmovdqu64 %%zmm3, 192(%[c])\n\tvmovdqu64 %%zmm4, 256(%[c])\n\tvmovdqu64 %%zmm5, 320(%[c])\n\t"
-      "vmovdqu64 %%zmm6, 384(%[c])\n\tvmovdqu64 %%zmm7, 448(%[c])\n\tvmovdqu64 %%zmm8, 512(%[c])\n\t"
-      "vmovdqu64 %%zmm9, 576(%[c])\n\tvmovdqu64 %%zmm10, 640(%[c])\n\tvmovdqu64 %%zmm11, 704(%[c])\n\t"
-      "vmovdqu64 %%zmm12, 768(%[c])\n\tvmovdqu64 %%zmm13, 832(%[c])\n\tvmovdqu64 %%zmm14, 896(%[c])\n\t"
-      "vmovdqu64 %%zmm15, 960(%[c])\n\tvmovdqu64 %%zmm16, 1024(%[c])\n\tvmovdqu64 %%zmm17, 1088(%[c])\n\t"
-      "vmovdqu64 %%zmm18, 1152(%[c])\n\tvmovdqu64 %%zmm19, 1216(%[c])\n\tvmovdqu64 %%zmm20, 1280(%[c])\n\t"
-      "vmovdqu64 %%zmm21, 1344(%[c])\n\tvmovdqu64 %%zmm22, 1408(%[c])\n\tvmovdqu64 %%zmm23, 1472(%[c])\n\t"
+      ADATSQ_ZERO_ACC ADATSQ_K_LOOP_W8 ADATSQ_STORE_INT32
       : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps)
       : [c] "r"(c)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+      : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
 void dot_w8_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t* cs, const float* sc, float* p) {
   __asm__ volatile(
-      "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"
-      "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
-      "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t"
-      "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-      "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t"
-      "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-      "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-      "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-      "1:\n\t"
-      "vmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\t"
-      "vpbroadcastd 0(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm0\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm1\n\t"
-      "vpdpbusd %%zmm26, %%zmm27, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm3\n\t"
-      "vpdpbusd %%zmm25, %%zmm28, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm5\n\tvpbroadcastd 8(%[a]), %%zmm27\n\t"
-      "vpdpbusd %%zmm24, %%zmm27, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm7\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm8\n\t"
-      "vpbroadcastd 12(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm9\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm10\n\t"
-      "vpdpbusd %%zmm26, %%zmm28, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm12\n\t"
-      "vpdpbusd %%zmm25, %%zmm27, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm14\n\tvpbroadcastd 20(%[a]), %%zmm28\n\t"
-      "vpdpbusd %%zmm24, %%zmm28, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm16\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm17\n\t"
-      "vpbroadcastd 24(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm18\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm19\n\t"
-      "vpdpbusd %%zmm26, %%zmm27, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm21\n\t"
-      "vpdpbusd %%zmm25, %%zmm28, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm23\n\tadd $32, %[a]\n\t"
-      "add $192, %[b]\n\tdec %[n]\n\tjnz 1b\n\t"
-      "vpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\tvpslld $7, 128(%[cs]), %%zmm26\n\t"
-      "vmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\tvmovups 128(%[sc]), %%zmm29\n\t"
-      "vpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvfmadd213ps 0(%[p]), %%zmm27, %%zmm0\n\t"
-      "vmovaps %%zmm0, 0(%[p])\n\tvpsubd %%zmm25, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\t"
-      "vfmadd213ps 64(%[p]), %%zmm28, %%zmm1\n\tvmovaps %%zmm1, 64(%[p])\n\tvpsubd %%zmm26, %%zmm2, %%zmm2\n\t"
-      "vcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd213ps 128(%[p]), %%zmm29, %%zmm2\n\tvmovaps %%zmm2, 128(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvfmadd213ps 192(%[p]), %%zmm27, %%zmm3\n\t"
-      "vmovaps %%zmm3, 192(%[p])\n\tvpsubd %%zmm25, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\t"
-      "vfmadd213ps 256(%[p]), %%zmm28, %%zmm4\n\tvmovaps %%zmm4, 256(%[p])\n\tvpsubd %%zmm26, %%zmm5, %%zmm5\n\t"
-      "vcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd213ps 320(%[p]), %%zmm29, %%zmm5\n\tvmovaps %%zmm5, 320(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvfmadd213ps 384(%[p]), %%zmm27, %%zmm6\n\t"
-      "vmovaps %%zmm6, 384(%[p])\n\tvpsubd %%zmm25, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\t"
-      "vfmadd213ps 448(%[p]), %%zmm28, %%zmm7\n\tvmovaps %%zmm7, 448(%[p])\n\tvpsubd %%zmm26, %%zmm8, %%zmm8\n\t"
-      "vcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd213ps 512(%[p]), %%zmm29, %%zmm8\n\tvmovaps %%zmm8, 512(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvfmadd213ps 576(%[p]), %%zmm27, %%zmm9\n\t"
-      "vmovaps %%zmm9, 576(%[p])\n\tvpsubd %%zmm25, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\t"
-      "vfmadd213ps 640(%[p]), %%zmm28, %%zmm10\n\tvmovaps %%zmm10, 640(%[p])\n\tvpsubd %%zmm26, %%zmm11, %%zmm11\n\t"
-      "vcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd213ps 704(%[p]), %%zmm29, %%zmm11\n\tvmovaps %%zmm11, 704(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\tvfmadd213ps 768(%[p]), %%zmm27, %%zmm12\n\t"
-      "vmovaps %%zmm12, 768(%[p])\n\tvpsubd %%zmm25, %%zmm13, %%zmm13\n\tvcvtdq2ps %%zmm13, %%zmm13\n\t"
-      "vfmadd213ps 832(%[p]), %%zmm28, %%zmm13\n\tvmovaps %%zmm13, 832(%[p])\n\tvpsubd %%zmm26, %%zmm14, %%zmm14\n\t"
-      "vcvtdq2ps %%zmm14, %%zmm14\n\tvfmadd213ps 896(%[p]), %%zmm29, %%zmm14\n\tvmovaps %%zmm14, 896(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\tvfmadd213ps 960(%[p]), %%zmm27, %%zmm15\n\t"
-      "vmovaps %%zmm15, 960(%[p])\n\tvpsubd %%zmm25, %%zmm16, %%zmm16\n\tvcvtdq2ps %%zmm16, %%zmm16\n\t"
-      "vfmadd213ps 1024(%[p]), %%zmm28, %%zmm16\n\tvmovaps %%zmm16, 1024(%[p])\n\tvpsubd %%zmm26, %%zmm17, %%zmm17\n\t"
-      "vcvtdq2ps %%zmm17, %%zmm17\n\tvfmadd213ps 1088(%[p]), %%zmm29, %%zmm17\n\tvmovaps %%zmm17, 1088(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\tvfmadd213ps 1152(%[p]), %%zmm27, %%zmm18\n\t"
-      "vmovaps %%zmm18, 1152(%[p])\n\tvpsubd %%zmm25, %%zmm19, %%zmm19\n\tvcvtdq2ps %%zmm19, %%zmm19\n\t"
-      "vfmadd213ps 1216(%[p]), %%zmm28, %%zmm19\n\tvmovaps %%zmm19, 1216(%[p])\n\tvpsubd %%zmm26, %%zmm20, %%zmm20\n\t"
-      "vcvtdq2ps %%zmm20, %%zmm20\n\tvfmadd213ps 1280(%[p]), %%zmm29, %%zmm20\n\tvmovaps %%zmm20, 1280(%[p])\n\t"
-      "vpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\tvfmadd213ps 1344(%[p]), %%zmm27, %%zmm21\n\t"
-      "vmovaps %%zmm21, 1344(%[p])\n\tvpsubd %%zmm25, %%zmm22, %%zmm22\n\tvcvtdq2ps %%zmm22, %%zmm22\n\t"
-      "vfmadd213ps 1408(%[p]), %%zmm28, %%zmm22\n\tvmovaps %%zmm22, 1408(%[p])\n\tvpsubd %%zmm26, %%zmm23, %%zmm23\n\t"
-      "vcvtdq2ps %%zmm23, %%zmm23\n\tvfmadd213ps 1472(%[p]), %%zmm29, %%zmm23\n\tvmovaps %%zmm23, 1472(%[p])\n\t"
+      ADATSQ_ZERO_ACC ADATSQ_K_LOOP_W8 ADATSQ_FOLD_GROUP
       : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps)
       : [cs] "r"(cs), [sc] "r"(sc), [p] "r"(p)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+      : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
 // W4: each 64-byte load of B holds two k4 steps, step 2t in the low and 2t+1 in the high nibbles;
@@ -135,131 +155,19 @@ void dot_w8_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32
 void dot_w4(const uint8_t* a, const uint8_t* b, int64_t steps, int32_t* c) {
   const int32_t high = (int32_t)0xF0F0F0F0;
   __asm__ volatile(
-      "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"
-      "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
-      "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t"
-      "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-      "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t"
-      "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-      "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-      "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-      "vpbroadcastd %[high], %%zmm31\n\t1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\t"
-      "vmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\tvpsllw $4, %%zmm24, %%zmm27\n\t"
-      "vpsllw $4, %%zmm25, %%zmm28\n\tvpsllw $4, %%zmm26, %%zmm29\n\tvpandd %%zmm31, %%zmm27, %%zmm27\n\t"
-      "vpandd %%zmm31, %%zmm28, %%zmm28\n\tvpandd %%zmm31, %%zmm29, %%zmm29\n\tvpbroadcastd 0(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm0\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm2\n\t"
-      "vpbroadcastd 4(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm4\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm5\n\tvpbroadcastd 8(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm6\n\t"
-      "vpdpbusd %%zmm28, %%zmm30, %%zmm7\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm9\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm11\n\t"
-      "vpbroadcastd 16(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm13\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm14\n\tvpbroadcastd 20(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm15\n\t"
-      "vpdpbusd %%zmm28, %%zmm30, %%zmm16\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm18\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm20\n\t"
-      "vpbroadcastd 28(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm22\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm23\n\tvpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\t"
-      "vpandd %%zmm31, %%zmm26, %%zmm26\n\tvpbroadcastd 32(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm0\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm2\n\tvpbroadcastd 36(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm5\n\t"
-      "vpbroadcastd 40(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm7\n\t"
-      "vpdpbusd %%zmm26, %%zmm30, %%zmm8\n\tvpbroadcastd 44(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm9\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm11\n\tvpbroadcastd 48(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm14\n\t"
-      "vpbroadcastd 52(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm16\n\t"
-      "vpdpbusd %%zmm26, %%zmm30, %%zmm17\n\tvpbroadcastd 56(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm18\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm20\n\tvpbroadcastd 60(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm23\n\t"
-      "add $64, %[a]\n\tadd $192, %[b]\n\tsub $2, %[n]\n\t"
-      "jnz 1b\n\tvmovdqu64 %%zmm0, 0(%[c])\n\tvmovdqu64 %%zmm1, 64(%[c])\n\t"
-      "vmovdqu64 %%zmm2, 128(%[c])\n\tvmovdqu64 %%zmm3, 192(%[c])\n\tvmovdqu64 %%zmm4, 256(%[c])\n\t"
-      "vmovdqu64 %%zmm5, 320(%[c])\n\tvmovdqu64 %%zmm6, 384(%[c])\n\tvmovdqu64 %%zmm7, 448(%[c])\n\t"
-      "vmovdqu64 %%zmm8, 512(%[c])\n\tvmovdqu64 %%zmm9, 576(%[c])\n\tvmovdqu64 %%zmm10, 640(%[c])\n\t"
-      "vmovdqu64 %%zmm11, 704(%[c])\n\tvmovdqu64 %%zmm12, 768(%[c])\n\tvmovdqu64 %%zmm13, 832(%[c])\n\t"
-      "vmovdqu64 %%zmm14, 896(%[c])\n\tvmovdqu64 %%zmm15, 960(%[c])\n\tvmovdqu64 %%zmm16, 1024(%[c])\n\t"
-      "vmovdqu64 %%zmm17, 1088(%[c])\n\tvmovdqu64 %%zmm18, 1152(%[c])\n\tvmovdqu64 %%zmm19, 1216(%[c])\n\t"
-      "vmovdqu64 %%zmm20, 1280(%[c])\n\tvmovdqu64 %%zmm21, 1344(%[c])\n\tvmovdqu64 %%zmm22, 1408(%[c])\n\t"
-      "vmovdqu64 %%zmm23, 1472(%[c])\n\t"
+      ADATSQ_ZERO_ACC "vpbroadcastd %[high], %%zmm31\n\t" ADATSQ_K_LOOP_W4 ADATSQ_STORE_INT32
       : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps)
       : [c] "r"(c), [high] "m"(high)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+      : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
 void dot_w4_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t* cs, const float* sc, float* p) {
   const int32_t high = (int32_t)0xF0F0F0F0;
   __asm__ volatile(
-      "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"
-      "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
-      "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t"
-      "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-      "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t"
-      "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-      "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-      "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-      "vpbroadcastd %[high], %%zmm31\n\t1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\t"
-      "vmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\tvpsllw $4, %%zmm24, %%zmm27\n\t"
-      "vpsllw $4, %%zmm25, %%zmm28\n\tvpsllw $4, %%zmm26, %%zmm29\n\tvpandd %%zmm31, %%zmm27, %%zmm27\n\t"
-      "vpandd %%zmm31, %%zmm28, %%zmm28\n\tvpandd %%zmm31, %%zmm29, %%zmm29\n\tvpbroadcastd 0(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm0\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm2\n\t"
-      "vpbroadcastd 4(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm4\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm5\n\tvpbroadcastd 8(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm6\n\t"
-      "vpdpbusd %%zmm28, %%zmm30, %%zmm7\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm9\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm11\n\t"
-      "vpbroadcastd 16(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm13\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm14\n\tvpbroadcastd 20(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm15\n\t"
-      "vpdpbusd %%zmm28, %%zmm30, %%zmm16\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm27, %%zmm30, %%zmm18\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm20\n\t"
-      "vpbroadcastd 28(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm22\n\t"
-      "vpdpbusd %%zmm29, %%zmm30, %%zmm23\n\tvpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\t"
-      "vpandd %%zmm31, %%zmm26, %%zmm26\n\tvpbroadcastd 32(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm0\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm2\n\tvpbroadcastd 36(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm5\n\t"
-      "vpbroadcastd 40(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm7\n\t"
-      "vpdpbusd %%zmm26, %%zmm30, %%zmm8\n\tvpbroadcastd 44(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm9\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm11\n\tvpbroadcastd 48(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm14\n\t"
-      "vpbroadcastd 52(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm16\n\t"
-      "vpdpbusd %%zmm26, %%zmm30, %%zmm17\n\tvpbroadcastd 56(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm18\n\t"
-      "vpdpbusd %%zmm25, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm20\n\tvpbroadcastd 60(%[a]), %%zmm30\n\t"
-      "vpdpbusd %%zmm24, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm23\n\t"
-      "add $64, %[a]\n\tadd $192, %[b]\n\tsub $2, %[n]\n\t"
-      "jnz 1b\n\tvpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\t"
-      "vpslld $7, 128(%[cs]), %%zmm26\n\tvmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\t"
-      "vmovups 128(%[sc]), %%zmm29\n\tvpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\t"
-      "vfmadd213ps 0(%[p]), %%zmm27, %%zmm0\n\tvmovaps %%zmm0, 0(%[p])\n\tvpsubd %%zmm25, %%zmm1, %%zmm1\n\t"
-      "vcvtdq2ps %%zmm1, %%zmm1\n\tvfmadd213ps 64(%[p]), %%zmm28, %%zmm1\n\tvmovaps %%zmm1, 64(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm2, %%zmm2\n\tvcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd213ps 128(%[p]), %%zmm29, %%zmm2\n\t"
-      "vmovaps %%zmm2, 128(%[p])\n\tvpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\t"
-      "vfmadd213ps 192(%[p]), %%zmm27, %%zmm3\n\tvmovaps %%zmm3, 192(%[p])\n\tvpsubd %%zmm25, %%zmm4, %%zmm4\n\t"
-      "vcvtdq2ps %%zmm4, %%zmm4\n\tvfmadd213ps 256(%[p]), %%zmm28, %%zmm4\n\tvmovaps %%zmm4, 256(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm5, %%zmm5\n\tvcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd213ps 320(%[p]), %%zmm29, %%zmm5\n\t"
-      "vmovaps %%zmm5, 320(%[p])\n\tvpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\t"
-      "vfmadd213ps 384(%[p]), %%zmm27, %%zmm6\n\tvmovaps %%zmm6, 384(%[p])\n\tvpsubd %%zmm25, %%zmm7, %%zmm7\n\t"
-      "vcvtdq2ps %%zmm7, %%zmm7\n\tvfmadd213ps 448(%[p]), %%zmm28, %%zmm7\n\tvmovaps %%zmm7, 448(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm8, %%zmm8\n\tvcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd213ps 512(%[p]), %%zmm29, %%zmm8\n\t"
-      "vmovaps %%zmm8, 512(%[p])\n\tvpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\t"
-      "vfmadd213ps 576(%[p]), %%zmm27, %%zmm9\n\tvmovaps %%zmm9, 576(%[p])\n\tvpsubd %%zmm25, %%zmm10, %%zmm10\n\t"
-      "vcvtdq2ps %%zmm10, %%zmm10\n\tvfmadd213ps 640(%[p]), %%zmm28, %%zmm10\n\tvmovaps %%zmm10, 640(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm11, %%zmm11\n\tvcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd213ps 704(%[p]), %%zmm29, %%zmm11\n\t"
-      "vmovaps %%zmm11, 704(%[p])\n\tvpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\t"
-      "vfmadd213ps 768(%[p]), %%zmm27, %%zmm12\n\tvmovaps %%zmm12, 768(%[p])\n\tvpsubd %%zmm25, %%zmm13, %%zmm13\n\t"
-      "vcvtdq2ps %%zmm13, %%zmm13\n\tvfmadd213ps 832(%[p]), %%zmm28, %%zmm13\n\tvmovaps %%zmm13, 832(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm14, %%zmm14\n\tvcvtdq2ps %%zmm14, %%zmm14\n\tvfmadd213ps 896(%[p]), %%zmm29, %%zmm14\n\t"
-      "vmovaps %%zmm14, 896(%[p])\n\tvpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\t"
-      "vfmadd213ps 960(%[p]), %%zmm27, %%zmm15\n\tvmovaps %%zmm15, 960(%[p])\n\tvpsubd %%zmm25, %%zmm16, %%zmm16\n\t"
-      "vcvtdq2ps %%zmm16, %%zmm16\n\tvfmadd213ps 1024(%[p]), %%zmm28, %%zmm16\n\tvmovaps %%zmm16, 1024(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm17, %%zmm17\n\tvcvtdq2ps %%zmm17, %%zmm17\n\tvfmadd213ps 1088(%[p]), %%zmm29, %%zmm17\n\t"
-      "vmovaps %%zmm17, 1088(%[p])\n\tvpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\t"
-      "vfmadd213ps 1152(%[p]), %%zmm27, %%zmm18\n\tvmovaps %%zmm18, 1152(%[p])\n\tvpsubd %%zmm25, %%zmm19, %%zmm19\n\t"
-      "vcvtdq2ps %%zmm19, %%zmm19\n\tvfmadd213ps 1216(%[p]), %%zmm28, %%zmm19\n\tvmovaps %%zmm19, 1216(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm20, %%zmm20\n\tvcvtdq2ps %%zmm20, %%zmm20\n\tvfmadd213ps 1280(%[p]), %%zmm29, %%zmm20\n\t"
-      "vmovaps %%zmm20, 1280(%[p])\n\tvpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\t"
-      "vfmadd213ps 1344(%[p]), %%zmm27, %%zmm21\n\tvmovaps %%zmm21, 1344(%[p])\n\tvpsubd %%zmm25, %%zmm22, %%zmm22\n\t"
-      "vcvtdq2ps %%zmm22, %%zmm22\n\tvfmadd213ps 1408(%[p]), %%zmm28, %%zmm22\n\tvmovaps %%zmm22, 1408(%[p])\n\t"
-      "vpsubd %%zmm26, %%zmm23, %%zmm23\n\tvcvtdq2ps %%zmm23, %%zmm23\n\tvfmadd213ps 1472(%[p]), %%zmm29, %%zmm23\n\t"
-      "vmovaps %%zmm23, 1472(%[p])\n\t"
+      ADATSQ_ZERO_ACC "vpbroadcastd %[high], %%zmm31\n\t" ADATSQ_K_LOOP_W4 ADATSQ_FOLD_GROUP
       : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps)
       : [cs] "r"(cs), [sc] "r"(sc), [p] "r"(p), [high] "m"(high)
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+      : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
 // One MR x NR tile: for each scale group, the integer dot products over its k4 steps (A packed
