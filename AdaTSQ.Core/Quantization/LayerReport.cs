@@ -12,4 +12,12 @@ namespace AdaTSQ.Quantization;
 /// </param>
 /// <param name="QuantizedBytes">Bytes of the integer weight (codes, scales, zero points).</param>
 public sealed record LayerReport(string Name, long InFeatures, long OutFeatures, LayerQuantConfig Config,
-    double WeightRelativeError, double? OutputRelativeError, long QuantizedBytes);
+    double WeightRelativeError, double? OutputRelativeError, long QuantizedBytes)
+{
+    /// <summary>
+    /// ‖(W − Q)X‖² per calibration input row, <c>tr(ΔW H ΔWᵀ)</c> with the calibration second moment H
+    /// (Fisher-weighted when the calibration was); null without second moments. The bit-width search
+    /// ranks layers by it (<see cref="Search.LayerSensitivity"/>).
+    /// </summary>
+    public double? OutputSquaredError { get; init; }
+}

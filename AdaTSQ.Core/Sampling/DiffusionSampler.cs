@@ -37,26 +37,8 @@ public sealed class DiffusionSampler(GaussianDiffusion diffusion)
             for (int k = 0; k < n; k++)
             {
                 ct.ThrowIfCancellationRequested();
-                int i = n - 1 - k;
-                var info = new TimestepInfo(k, n, d.TimestepMap[i]);
                 using var scope = torch.NewDisposeScope();
-                var (eps, varValues) = Predict(model, x, labels, info, o);
-                var xStart = d.PredictXStart(x, i, eps);
-                if (o.ClipDenoised) xStart = xStart.clamp(-1, 1);
-                Tensor next;
-                if (ddim)
-                {
-                    var e = d.PredictEps(x, i, xStart);
-                    double ab = d.AlphasCumprod[i], abp = d.AlphasCumprodPrev[i];
-                    double sigma = o.Eta * Math.Sqrt((1 - abp) / (1 - ab)) * Math.Sqrt(1 - ab / abp);
-                    next = xStart * Math.Sqrt(abp) + e * Math.Sqrt(Math.Max(1 - abp - sigma * sigma, 0));
-                    if (i > 0 && sigma > 0) next = next + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * sigma;
-                }
-                else
-                {
-                    var mean = xStart * d.PosteriorMeanCoef1[i] + x * d.PosteriorMeanCoef2[i];
-                    next = i > 0 ? mean + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * (LogVariance(i, varValues) * 0.5).exp() : mean;
-                }
+                var next = StepCore(model, x, labels, k, o, ddim, gen, out var info, out var eps);
                 o.OnStep?.Invoke(new SamplerStep(info, x, eps, next));
                 x.Dispose();
                 x = next.DetachFromDisposeScope();
@@ -69,6 +51,59 @@ public sealed class DiffusionSampler(GaussianDiffusion diffusion)
             x.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A deterministic DDIM (η = 0) sampler that runs one step at a time (<see cref="IStepSampler"/>), for
+    /// searches that branch a trajectory at every step. Its steps are bit-identical to <see cref="SampleDdim"/>'s.
+    /// </summary>
+    /// <exception cref="NotSupportedException">η &gt; 0: stochastic steps cannot be branched reproducibly.</exception>
+    public IStepSampler DdimSteps(SamplingOptions? options = null)
+    {
+        var o = options ?? new SamplingOptions();
+        if (o.Eta != 0) throw new NotSupportedException($"step-by-step DDIM needs η = 0 (deterministic steps), got η = {o.Eta}.");
+        if (o.CfgScale > 1 && o.NullClass is null) throw new ArgumentException("classifier-free guidance (CfgScale > 1) needs SamplingOptions.NullClass.", nameof(options));
+        return new DdimStepSampler(this, o);
+    }
+
+    private sealed class DdimStepSampler(DiffusionSampler sampler, SamplingOptions options) : IStepSampler
+    {
+        public int StepCount => sampler.Diffusion.NumTimesteps;
+
+        public TimestepInfo StepInfo(int step) => sampler.Info(step);
+
+        public Tensor Step(Denoiser model, Tensor x, Tensor labels, int step)
+        {
+            if (step < 0 || step >= StepCount) throw new ArgumentOutOfRangeException(nameof(step), $"step {step} of {StepCount}.");
+            if (labels.shape[0] != x.shape[0]) throw new ArgumentException($"{labels.shape[0]} labels for {x.shape[0]} samples.", nameof(labels));
+            using var noGrad = torch.no_grad();
+            using var scope = torch.NewDisposeScope();
+            return sampler.StepCore(model, x, labels, step, options, ddim: true, gen: null, out _, out _).MoveToOuterDisposeScope();
+        }
+    }
+
+    private TimestepInfo Info(int k) => new(k, Diffusion.NumTimesteps, Diffusion.TimestepMap[Diffusion.NumTimesteps - 1 - k]);
+
+    /// <summary>One step k (0 = first) from x; the stochastic parts use <paramref name="gen"/> (null only when η = 0 for DDIM).</summary>
+    private Tensor StepCore(Denoiser model, Tensor x, Tensor labels, int k, SamplingOptions o, bool ddim, Generator? gen, out TimestepInfo info, out Tensor eps)
+    {
+        var d = Diffusion;
+        int i = d.NumTimesteps - 1 - k;
+        info = Info(k);
+        (eps, var varValues) = Predict(model, x, labels, info, o);
+        var xStart = d.PredictXStart(x, i, eps);
+        if (o.ClipDenoised) xStart = xStart.clamp(-1, 1);
+        if (ddim)
+        {
+            var e = d.PredictEps(x, i, xStart);
+            double ab = d.AlphasCumprod[i], abp = d.AlphasCumprodPrev[i];
+            double sigma = o.Eta * Math.Sqrt((1 - abp) / (1 - ab)) * Math.Sqrt(1 - ab / abp);
+            var next = xStart * Math.Sqrt(abp) + e * Math.Sqrt(Math.Max(1 - abp - sigma * sigma, 0));
+            if (i > 0 && sigma > 0) next = next + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * sigma;
+            return next;
+        }
+        var mean = xStart * d.PosteriorMeanCoef1[i] + x * d.PosteriorMeanCoef2[i];
+        return i > 0 ? mean + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * (LogVariance(i, varValues) * 0.5).exp() : mean;
     }
 
     /// <summary>ε (guided when asked) and, for learned variances, the variance values v ∈ [−1, 1].</summary>

@@ -27,6 +27,37 @@ public sealed class FlowMatchingSampler(int steps, double shift = 1.0, double ti
     public double[] Times() =>
         Enumerable.Range(0, Steps + 1).Select(k => 1.0 - (double)k / Steps).Select(t => Shift * t / (1 + (Shift - 1) * t)).ToArray();
 
+    /// <summary>This sampler one step at a time (<see cref="IStepSampler"/>; its steps are bit-identical to <see cref="Sample"/>'s).</summary>
+    public IStepSampler EulerSteps(SamplingOptions? options = null)
+    {
+        var o = options ?? new SamplingOptions();
+        if (o.CfgScale > 1 && o.NullClass is null) throw new ArgumentException("classifier-free guidance (CfgScale > 1) needs SamplingOptions.NullClass.", nameof(options));
+        return new EulerStepSampler(this, o, Times());
+    }
+
+    private sealed class EulerStepSampler(FlowMatchingSampler sampler, SamplingOptions options, double[] times) : IStepSampler
+    {
+        public int StepCount => sampler.Steps;
+
+        public TimestepInfo StepInfo(int step) => new(step, sampler.Steps, times[step] * sampler.TimestepScale);
+
+        public Tensor Step(Denoiser model, Tensor x, Tensor labels, int step)
+        {
+            if (step < 0 || step >= StepCount) throw new ArgumentOutOfRangeException(nameof(step), $"step {step} of {StepCount}.");
+            if (labels.shape[0] != x.shape[0]) throw new ArgumentException($"{labels.shape[0]} labels for {x.shape[0]} samples.", nameof(labels));
+            using var noGrad = torch.no_grad();
+            using var scope = torch.NewDisposeScope();
+            return EulerStep(model, x, labels, StepInfo(step), times, options, out _).MoveToOuterDisposeScope();
+        }
+    }
+
+    private static Tensor EulerStep(Denoiser model, Tensor x, Tensor labels, TimestepInfo info, double[] times, SamplingOptions o, out Tensor v)
+    {
+        int k = info.StepIndex;
+        v = GuidedPrediction.Predict(model, x, labels, info, o)[.., ..(int)x.shape[1]];
+        return x + v * (times[k + 1] - times[k]);
+    }
+
     /// <summary>Samples from <paramref name="noise"/> (t = 1) to data (t = 0).</summary>
     public Tensor Sample(Denoiser model, Tensor noise, Tensor labels, SamplingOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -42,8 +73,7 @@ public sealed class FlowMatchingSampler(int steps, double shift = 1.0, double ti
                 cancellationToken.ThrowIfCancellationRequested();
                 var info = new TimestepInfo(k, Steps, times[k] * TimestepScale);
                 using var scope = torch.NewDisposeScope();
-                var v = GuidedPrediction.Predict(model, x, labels, info, o)[.., ..(int)x.shape[1]];
-                var next = x + v * (times[k + 1] - times[k]);
+                var next = EulerStep(model, x, labels, info, times, o, out var v);
                 o.OnStep?.Invoke(new SamplerStep(info, x, v, next));
                 x.Dispose();
                 x = next.DetachFromDisposeScope();

@@ -45,6 +45,32 @@ public class SamplerTests
     }
 
     [Test]
+    public void StepByStepSamplersMatchTheirLoopsBitForBit()
+    {
+        var d = GaussianDiffusion.Create(1000, "ddim8");
+        using var noise = TestTensors.Randn(4, 2, 1, 4, 4);
+        using var y = torch.zeros(new long[] { 2 }, dtype: ScalarType.Int64);
+        var sampler = new DiffusionSampler(d);
+        var options = new SamplingOptions { ClipDenoised = true };
+        Denoiser model = (x, t, l) => Oracle(d, 0.3f)(x, t, l) * 1.1 + x.sin() * 0.05;   // not exact, so clipping matters
+        using var loop = sampler.SampleDdim(model, noise, y, options);
+        var steps = sampler.DdimSteps(options);
+        var x = noise.clone();
+        for (int k = 0; k < steps.StepCount; k++) { var next = steps.Step(model, x, y, k); x.Dispose(); x = next; }
+        using (x) Assert.That(TestTensors.Identical(x, loop), Is.True);
+        Assert.That(steps.StepInfo(0).Timestep, Is.EqualTo(d.TimestepMap[^1]));
+        Assert.Throws<NotSupportedException>(() => sampler.DdimSteps(new SamplingOptions { Eta = 0.5 }));
+
+        var flow = new FlowMatchingSampler(6, shift: 2);
+        Denoiser velocity = (xt, t, l) => xt * 0.7 - 0.2;
+        using var flowLoop = flow.Sample(velocity, noise, y);
+        var euler = flow.EulerSteps();
+        var z = noise.clone();
+        for (int k = 0; k < euler.StepCount; k++) { var next = euler.Step(velocity, z, y, k); z.Dispose(); z = next; }
+        using (z) Assert.That(TestTensors.Identical(z, flowLoop), Is.True);
+    }
+
+    [Test]
     public void TrajectoryRecordsEveryStep()
     {
         var d = GaussianDiffusion.Create(1000, "ddim10");

@@ -1,0 +1,181 @@
+using AdaTSQ.Abstractions;
+using AdaTSQ.Quantization;
+using AdaTSQ.Search;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Tests.Search;
+
+public class BitWidthSearchTests
+{
+    private static readonly double[] Gains = [0.5, 0.5, 10.0, 0.5, 0.5];
+
+    private sealed class SyncProgress(Action<QuantizationProgress> report) : IProgress<QuantizationProgress>
+    {
+        public void Report(QuantizationProgress value) => report(value);
+    }
+
+    private static BitWidthSearchOptions Options(double budget, string? statePath = null) => new()
+    {
+        WeightBits = [3, 8],
+        ActivationSpec = QuantSpec.FullPrecision,
+        Budget = BitBudget.AverageWeightBits(budget),
+        BeamWidth = 6,
+        StatePath = statePath,
+    };
+
+    [Test]
+    public void TheKnownSensitiveStepGetsTheMostBits()
+    {
+        using var model = new ToySearchModel(seed: 3);
+        var options = Options(budget: 4.2);          // 5 steps: room for about one step at 8 bits, the rest at 3
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        var result = new BitWidthSearch(layers, trajectories, options).Run();
+
+        var bits = result.Best.StepAverageBits;
+        TestContext.Out.WriteLine($"best step bits: {string.Join(", ", bits.Select(b => b.ToString("F2")))}; MSE {result.Best.FinalMse:E3}");
+        Assert.That(bits[2], Is.EqualTo(bits.Max()), "the sensitive step 2 has the most bits");
+        Assert.That(bits[2], Is.GreaterThan(new[] { 0, 1, 3, 4 }.Max(s => bits[s])), "and strictly more than every other step");
+        Assert.That(result.Best.AverageWeightBits, Is.LessThanOrEqualTo(4.2 + 1e-9));
+        // The static reference at the same cost, the same average bits at every step, is worse.
+        var sameCost = result.StaticReferences.Where(s => s.AverageWeightBits <= result.Best.AverageWeightBits + 1e-9).MinBy(s => s.FinalMse)!;
+        Assert.That(result.Best.FinalMse, Is.LessThan(sameCost.FinalMse));
+    }
+
+    [TestCase(3.5)]
+    [TestCase(4.0)]
+    [TestCase(6.0)]
+    public void TheBudgetIsNeverExceeded(double budget)
+    {
+        using var model = new ToySearchModel(seed: 4);
+        var options = Options(budget) with { WeightBits = [3, 4, 6, 8] };
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        var result = new BitWidthSearch(layers, trajectories, options).Run();
+        Assert.That(result.Frontier, Is.Not.Empty);
+        Assert.That(result.Frontier.Select(p => p.AverageWeightBits), Has.All.LessThanOrEqualTo(budget + 1e-9));
+        Assert.That(result.Best.AverageWeightBits, Is.LessThanOrEqualTo(budget + 1e-9));
+        // The best is the frontier's lowest error, and the frontier is non-dominated.
+        Assert.That(result.Best.FinalMse, Is.EqualTo(result.Frontier.Min(p => p.FinalMse)));
+        Assert.That(ParetoFront.NonDominated(result.Frontier.Select(p => (p.FinalMse, p.AverageWeightBits)).ToList()), Has.Count.EqualTo(result.Frontier.Count));
+    }
+
+    [Test]
+    public void MemoryAndBitOperationBudgetsHold()
+    {
+        using var model = new ToySearchModel(seed: 5);
+        var options = Options(8) with { WeightBits = [3, 4, 8] };
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+
+        long w4 = layers.Sum(l => l.GetWeightVersion(options.ConfigFor(4).Weight).StorageBytes);
+        var memory = new BitWidthSearch(layers, trajectories, options with { Budget = BitBudget.WeightMemory(w4) }).Run();
+        Assert.That(memory.Frontier.Select(p => p.WeightMemoryBytes), Has.All.LessThanOrEqualTo(w4));
+
+        var full = new BitWidthSearch(layers, trajectories, options with { Budget = BitBudget.AverageWeightBits(8) }).Run();
+        double bops = full.StaticReferences.Single(s => s.AverageWeightBits == 8).AverageBitOperations * 0.6;
+        var limited = new BitWidthSearch(layers, trajectories, options with { Budget = BitBudget.AverageBitOperations(bops) }).Run();
+        Assert.That(limited.Frontier.Select(p => p.AverageBitOperations), Has.All.LessThanOrEqualTo(bops * (1 + 1e-9)));
+        Assert.That(limited.Best.AverageBitOperations, Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void ABudgetNoPolicyMeetsIsAClearError()
+    {
+        using var model = new ToySearchModel(seed: 6);
+        var options = Options(2.5);
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        var e = Assert.Throws<BudgetException>(() => new BitWidthSearch(layers, trajectories, options).Run());
+        Assert.That(e!.Message, Does.Contain("cannot be met").And.Contain("avg weight bits ≤ 2.5").And.Contain("3"));
+        Assert.That(layers.All(l => l.Policy is null), "the layers' policies are restored");
+    }
+
+    [Test]
+    public void LayersWithoutTheSearchSpaceVersionsAreRefused()
+    {
+        using var model = new ToySearchModel(seed: 6);
+        var layers = model.Quantize(Options(4));                    // W3 and W8 only
+        using var trajectories = model.Trajectories(Gains);
+        var e = Assert.Throws<QuantizationConfigurationException>(() => new BitWidthSearch(layers, trajectories, Options(4) with { WeightBits = [3, 4, 8] }));
+        Assert.That(e!.Message, Does.Contain("fc1").And.Contain("W4"));
+    }
+
+    [Test]
+    public void AResumedSearchGivesTheSameResultAsAnUninterruptedOne()
+    {
+        string state = Path.Combine(Path.GetTempPath(), $"adatsq-search-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using var model = new ToySearchModel(seed: 7);
+            var options = Options(5) with { WeightBits = [3, 4, 6, 8] };
+            var layers = model.Quantize(options);
+            using var trajectories = model.Trajectories(Gains);
+            var whole = new BitWidthSearch(layers, trajectories, options).Run();
+
+            using var cts = new CancellationTokenSource();
+            var cancelAfterTwo = new SyncProgress(p => { if (p.Stage == "search" && p.Completed == 2) cts.Cancel(); });
+            Assert.Throws<OperationCanceledException>(() => new BitWidthSearch(layers, trajectories, options with { StatePath = state }).Run(cancelAfterTwo, cts.Token));
+            Assert.That(File.Exists(state));
+
+            var resumed = new BitWidthSearch(layers, trajectories, options with { StatePath = state }).Run();
+            Assert.That(resumed.ResumedStages, Is.EqualTo(2));
+            Assert.That(resumed.Frontier, Has.Count.EqualTo(whole.Frontier.Count));
+            for (int i = 0; i < whole.Frontier.Count; i++)
+            {
+                Assert.That(resumed.Frontier[i].FinalMse, Is.EqualTo(whole.Frontier[i].FinalMse));
+                Assert.That(resumed.Frontier[i].StepAverageBits, Is.EqualTo(whole.Frontier[i].StepAverageBits));
+            }
+            for (int s = 0; s < Gains.Length; s++)
+                foreach (var l in whole.Layers)
+                    Assert.That(resumed.Best.Policy[s, l], Is.EqualTo(whole.Best.Policy[s, l]));
+
+            // A state written by another search is refused, not silently reused.
+            var other = options with { StatePath = state, BeamWidth = 3 };
+            var e = Assert.Throws<SearchStateException>(() => new BitWidthSearch(layers, trajectories, other).Run());
+            Assert.That(e!.Message, Does.Contain(state).And.Contain("different search"));
+        }
+        finally
+        {
+            File.Delete(state);
+        }
+    }
+
+    [Test]
+    public void TheReturnedPolicyReproducesItsMeasuredError()
+    {
+        using var model = new ToySearchModel(seed: 8);
+        var options = Options(5) with { WeightBits = [3, 4, 8] };
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        var result = new BitWidthSearch(layers, trajectories, options).Run();
+
+        foreach (var layer in layers) layer.Policy = result.Best.Policy;
+        using var fpRun = Run(model, trajectories, quantized: false, layers);
+        using var qRun = Run(model, trajectories, quantized: true, layers);
+        double mse = (qRun - fpRun).square().mean().item<float>();
+        Assert.That(mse, Is.EqualTo(result.Best.FinalMse).Within(1e-6 * result.Best.FinalMse + 1e-12));
+        Assert.That(result.ModelEvaluations, Is.GreaterThan(Gains.Length));
+    }
+
+    private static Tensor Run(ToySearchModel model, SearchTrajectories t, bool quantized, IReadOnlyList<QuantLinear> layers)
+    {
+        var policies = layers.Select(l => l.Policy).ToArray();
+        if (!quantized) foreach (var l in layers) l.Policy = null;
+        try
+        {
+            var x = t.Noise.clone();
+            for (int s = 0; s < t.Sampler.StepCount; s++)
+            {
+                var next = t.Sampler.Step(t.Model, x, t.Labels, s);
+                x.Dispose();
+                x = next;
+            }
+            return x;
+        }
+        finally
+        {
+            for (int i = 0; i < layers.Count; i++) layers[i].Policy = policies[i];
+        }
+    }
+}
