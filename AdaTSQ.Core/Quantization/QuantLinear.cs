@@ -158,6 +158,14 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
     /// <summary>The integer form of the version for <paramref name="spec"/> (owned by the layer).</summary>
     public QuantizedTensor GetWeightVersion(QuantSpec spec) => Version(spec).Integer;
 
+    /// <summary>Removes (and frees) the version for <paramref name="spec"/>; false when none was held.</summary>
+    public bool RemoveWeightVersion(QuantSpec spec)
+    {
+        if (!_versions.Remove(spec, out var old)) return false;
+        old.Dispose();
+        return true;
+    }
+
     /// <summary>Removes every quantized weight version.</summary>
     public void ClearWeightVersions()
     {

@@ -3,6 +3,7 @@ using AdaTSQ.Calibration;
 using AdaTSQ.Methods.Gptq;
 using AdaTSQ.Methods.Rtn;
 using AdaTSQ.Policies;
+using AdaTSQ.Search;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -50,6 +51,7 @@ public sealed class QuantizationBuilder
     internal double? SmoothingAlpha { get; private set; }
     internal int RangeGroups { get; private set; }
     internal BlockwiseCalibration? Blockwise { get; private set; }
+    internal (SearchTrajectories Trajectories, BitWidthSearchOptions Options)? Search { get; private set; }
 
     /// <summary>The model to quantize (any TorchSharp module tree with linear layers). Required.</summary>
     public QuantizationBuilder ForModel(nn.Module model)
@@ -174,6 +176,25 @@ public sealed class QuantizationBuilder
         return this;
     }
 
+    /// <summary>
+    /// AdaTSQ's Pareto-aware timestep-dynamic bit-width allocation: every selected layer is quantized once
+    /// per bit-width of <paramref name="bits"/> (by the quantizer, e.g. GPTQ with Fisher-weighted calibration),
+    /// then a beam search of width <paramref name="beamWidth"/> over the sampling steps of
+    /// <paramref name="trajectories"/> picks each layer's bits per step under <paramref name="budget"/>
+    /// (see <see cref="BitWidthSearch"/>). The result's policy is the best one found, its
+    /// <see cref="QuantizationResult.Search"/> the whole frontier; layers keep only the versions it uses.
+    /// Weights(...)/Activations(...), when given, are the spec templates whose bits the search varies.
+    /// </summary>
+    public QuantizationBuilder SearchBitWidths(IReadOnlyList<int> bits, BitBudget budget, int beamWidth, SearchTrajectories trajectories) =>
+        SearchBitWidths(trajectories, new BitWidthSearchOptions { WeightBits = bits ?? throw new ArgumentNullException(nameof(bits)), Budget = budget, BeamWidth = beamWidth });
+
+    /// <summary>The bit-width search with every option (see <see cref="SearchBitWidths(IReadOnlyList{int}, BitBudget, int, SearchTrajectories)"/>).</summary>
+    public QuantizationBuilder SearchBitWidths(SearchTrajectories trajectories, BitWidthSearchOptions options)
+    {
+        Search = (trajectories ?? throw new ArgumentNullException(nameof(trajectories)), options ?? throw new ArgumentNullException(nameof(options)));
+        return this;
+    }
+
     /// <summary>The calibration data, as a source that runs the model (e.g. over a denoising trajectory).</summary>
     public QuantizationBuilder CalibrationData(ICalibrationSource source)
     {
@@ -237,7 +258,7 @@ public sealed class QuantizationBuilder
     {
         var problems = new List<string>();
         if (Model is null) problems.Add("no model: call ForModel(model).");
-        if (PolicyInstance is null && WeightSpec is null && ActivationSpec is null)
+        if (PolicyInstance is null && WeightSpec is null && ActivationSpec is null && Search is null)
             problems.Add("nothing to quantize: call Weights(...) and/or Activations(...), or Policy(...).");
         if (PolicyInstance is not null && (WeightSpec is not null || ActivationSpec is not null))
             problems.Add("both Policy(...) and Weights(...)/Activations(...) were given: the policy decides every layer's bits, so give one or the other.");
@@ -273,11 +294,24 @@ public sealed class QuantizationBuilder
         }
         if (RangeGroups < 0) problems.Add($"{RangeGroups} timestep groups for static ranges: must not be negative.");
         if (Blockwise is not null && source is null) problems.Add("CalibrateBlockByBlock needs calibration data: call CalibrationData(...).");
+        BitWidthSearchOptions? searchOptions = null;
+        if (Search is { } search)
+        {
+            searchOptions = search.Options with
+            {
+                WeightSpec = WeightSpec is { IsEnabled: true } w ? w : search.Options.WeightSpec,
+                ActivationSpec = ActivationSpec ?? search.Options.ActivationSpec,
+            };
+            if (PolicyInstance is not null) problems.Add("both Policy(...) and SearchBitWidths(...) were given: the search makes the policy, so give one or the other.");
+            problems.AddRange(searchOptions.FindProblems().Select(p => $"bit-width search: {p}"));
+        }
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
 
-        var policy = PolicyInstance ?? new StaticTimestepPolicy(new LayerQuantConfig(WeightSpec ?? QuantSpec.FullPrecision, ActivationSpec ?? QuantSpec.FullPrecision));
+        var policy = searchOptions is not null && selector is not null
+            ? new SearchSpacePolicy(ModelSurgery.FindLinears(Model!).Where(l => selector.Matches(l.Name)).Select(l => l.Name).ToList(), searchOptions)
+            : PolicyInstance ?? new StaticTimestepPolicy(new LayerQuantConfig(WeightSpec ?? QuantSpec.FullPrecision, ActivationSpec ?? QuantSpec.FullPrecision));
         var calibrator = source is null ? null : chosenCalibrator ?? new UniformCalibrator(Logger);
         return new QuantizationPipeline(Model!, selector!, policy, quantizer, calibrator, source, OutputErrorReport, Logger, Progress,
-            SmoothingAlpha, RangeGroups, Blockwise);
+            SmoothingAlpha, RangeGroups, Blockwise, Search is { } s ? (s.Trajectories, searchOptions!) : null);
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
+using AdaTSQ.Search;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -20,8 +21,10 @@ public sealed class QuantizationPipeline
 
     internal QuantizationPipeline(nn.Module model, LayerSelector selector, ITimestepPolicy policy, IQuantizer quantizer,
         ICalibrator? calibrator, ICalibrationSource? source, bool outputErrorReport, ILogger? logger, IProgress<QuantizationProgress>? progress,
-        double? smoothingAlpha = null, int staticRangeGroups = 0, BlockwiseCalibration? blockwise = null)
+        double? smoothingAlpha = null, int staticRangeGroups = 0, BlockwiseCalibration? blockwise = null,
+        (SearchTrajectories Trajectories, BitWidthSearchOptions Options)? search = null)
     {
+        Search = search;
         SmoothingAlpha = smoothingAlpha;
         StaticRangeGroups = staticRangeGroups;
         Blockwise = blockwise;
@@ -66,6 +69,12 @@ public sealed class QuantizationPipeline
     /// <summary>Block-by-block calibration settings, or null to calibrate every layer in one pass.</summary>
     public BlockwiseCalibration? Blockwise { get; }
 
+    /// <summary>
+    /// The bit-width search run after quantization, or null. With a search, <see cref="Policy"/> is the search
+    /// space (every layer gets every bit-width) and the result's policy is the one the search found.
+    /// </summary>
+    public (SearchTrajectories Trajectories, BitWidthSearchOptions Options)? Search { get; }
+
     private IProgress<QuantizationProgress>? Progress { get; }
 
     /// <summary>Quantizes the model in place and reports what it cost.</summary>
@@ -105,10 +114,19 @@ public sealed class QuantizationPipeline
                 }
             }
             else reports.AddRange(QuantizeLayers(layers, null, cancellationToken));
-            foreach (var layer in layers) layer.Policy = Policy;
+            ITimestepPolicy finalPolicy = Policy;
+            BitWidthSearchResult? searched = null;
+            if (Search is { } search)
+            {
+                var sensitivity = LayerSensitivity.FromLayers(layers, search.Options, reports, (Calibrator as FisherCalibrator)?.Fisher);
+                searched = new BitWidthSearch(layers, search.Trajectories, search.Options, sensitivity, _logger).Run(Progress, cancellationToken);
+                finalPolicy = searched.Best.Policy;
+                reports = KeepUsedVersions(layers, finalPolicy, reports);
+            }
+            foreach (var layer in layers) layer.Policy = finalPolicy;
             watch.Stop();
-            var result = new QuantizationResult(Model, Policy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
-                layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) { PeakCalibrationBytes = peakBytes };
+            var result = new QuantizationResult(Model, finalPolicy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
+                layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) { PeakCalibrationBytes = peakBytes, Search = searched };
             _logger.LogInformation("Quantized {Layers} layers in {Seconds:F1} s; weights {Float:N0} → {Quantized:N0} bytes; peak calibration statistics {Peak:N0} bytes",
                 layers.Count, watch.Elapsed.TotalSeconds, result.FloatWeightBytes, result.QuantizedWeightBytes, peakBytes);
             return result;
@@ -118,6 +136,20 @@ public sealed class QuantizationPipeline
             ModelSurgery.Restore(Model);
             throw;
         }
+    }
+
+    /// <summary>Drops every weight version <paramref name="policy"/> does not use; returns the reports of the kept ones.</summary>
+    private static List<LayerReport> KeepUsedVersions(IReadOnlyList<QuantLinear> layers, ITimestepPolicy policy, List<LayerReport> reports)
+    {
+        var kept = new HashSet<(string, QuantSpec)>();
+        foreach (var layer in layers)
+        {
+            var used = policy.ConfigsFor(layer.LayerName).Select(c => c.Weight).ToHashSet();
+            foreach (var spec in layer.WeightVersions.ToList())
+                if (!used.Contains(spec)) layer.RemoveWeightVersion(spec);
+            foreach (var spec in used) kept.Add((layer.LayerName, spec));
+        }
+        return reports.Where(r => kept.Contains((r.Name, r.Config.Weight))).ToList();
     }
 
     private void CheckLayers(List<(string Name, TorchSharp.Modules.Linear Layer)> selected)

@@ -55,6 +55,12 @@ public sealed class QuantizationResult
     /// </summary>
     public long PeakCalibrationBytes { get; init; }
 
+    /// <summary>
+    /// The bit-width search's frontier, best policy (= <see cref="Policy"/>) and cost, when the run searched
+    /// (<see cref="QuantizationBuilder.SearchBitWidths(Search.SearchTrajectories, Search.BitWidthSearchOptions)"/>); else null.
+    /// </summary>
+    public Search.BitWidthSearchResult? Search { get; init; }
+
     /// <summary>Wall time of the whole run.</summary>
     public TimeSpan Elapsed { get; }
 

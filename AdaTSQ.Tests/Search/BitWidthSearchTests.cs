@@ -158,6 +158,39 @@ public class BitWidthSearchTests
         Assert.That(result.ModelEvaluations, Is.GreaterThan(Gains.Length));
     }
 
+    [Test]
+    public void TheBuilderQuantizesEveryBitWidthOnceSearchesAndKeepsOnlyTheUsedVersions()
+    {
+        using var model = new ToySearchModel(seed: 9);
+        using var trajectories = model.Trajectories(Gains);
+        var result = new QuantizationBuilder().ForModel(model)
+            .Weights(bits: 8, groupSize: 16)                  // the template: per-group weights; the search varies the bits
+            .SearchBitWidths(bits: [3, 4, 8], budget: BitBudget.AverageWeightBits(4.5), beamWidth: 4, trajectories)
+            .Build().Apply();
+
+        Assert.That(result.Search, Is.Not.Null);
+        Assert.That(result.Policy, Is.SameAs(result.Search!.Best.Policy));
+        Assert.That(result.Search.Best.AverageWeightBits, Is.LessThanOrEqualTo(4.5 + 1e-9));
+        foreach (var layer in ModelSurgery.FindQuantLinears(model))
+        {
+            Assert.That(layer.Policy, Is.SameAs(result.Policy));
+            var used = result.Policy.ConfigsFor(layer.LayerName).Select(c => c.Weight).ToHashSet();
+            Assert.That(layer.WeightVersions, Is.EquivalentTo(used), "only the versions some step uses are kept");
+            Assert.That(used.All(spec => spec.GroupSize == 16));
+        }
+        Assert.That(result.Layers.Select(r => r.Config.Weight).Distinct().Count(), Is.LessThanOrEqualTo(3));
+        result.Restore();
+
+        var both = new QuantizationBuilder().ForModel(model).Policy(result.Policy)
+            .SearchBitWidths(bits: [3, 8], budget: BitBudget.AverageWeightBits(4), beamWidth: 2, trajectories);
+        Assert.That(Assert.Throws<QuantizationConfigurationException>(() => both.Build())!.Message, Does.Contain("SearchBitWidths"));
+
+        var impossible = new QuantizationBuilder().ForModel(model)
+            .SearchBitWidths(bits: [4, 8], budget: BitBudget.AverageWeightBits(3), beamWidth: 2, trajectories).Build();
+        Assert.Throws<BudgetException>(() => impossible.Apply());
+        Assert.That(ModelSurgery.FindQuantLinears(model), Is.Empty, "a failed search leaves the model as it was");
+    }
+
     private static Tensor Run(ToySearchModel model, SearchTrajectories t, bool quantized, IReadOnlyList<QuantLinear> layers)
     {
         var policies = layers.Select(l => l.Policy).ToArray();
