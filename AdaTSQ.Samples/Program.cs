@@ -18,6 +18,12 @@ if (args.Contains("--help") || args.Contains("-h"))
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
                             Fisher: --fisher-samples N per step (16) --fisher-data real|generated --fisher-temperature T (1)
                                     --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
+          search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
+                            evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
+                            frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (about 40 min with the defaults)
+                            --budgets 3.5,4,4.5,5,6 --bits 3,4,6,8 (activations 8) --paired-budgets 4,6 --paired-bits 4,6,8 (W=A)
+                            --beam K (8) --search-samples N (8) --samples N (100) --steps S (50) --calib-samples N (32)
+                            --no-fisher --state-dir DIR (save/resume each search) --layers GLOB --out DIR
           fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
                             --fisher-temperature T --fisher-floor F --also-temperatures 2,4 --loss Noise|CleanImage
           transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
@@ -62,6 +68,12 @@ try
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
             return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
         }
+        case "search":
+        {
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            return AdaTSQ.Samples.Evaluation.SearchCommand.Run(args, loggers, device, seed, cts.Token);
+        }
         case "fisher-plot":
         {
             string input = Option(args, "--input") ?? "artifacts/eval/fisher.json";
@@ -83,7 +95,7 @@ try
         case "train-classifier":
             return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
         default:
-            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
+            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, search, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
             return 2;
     }
 }

@@ -25,7 +25,9 @@ namespace AdaTSQ.Search;
 /// samples per call).</para>
 /// <para>Pruning: children that can no longer meet the budget (cost so far + the cheapest candidates of the
 /// remaining stages) are dropped; of the rest, only the Pareto-optimal ones on (error, cost so far) are
-/// kept, at most <see cref="BitWidthSearchOptions.BeamWidth"/> of them spread evenly along that front
+/// kept, at most <see cref="BitWidthSearchOptions.BeamWidth"/> of them: the most accurate path that is on
+/// pace (cost so far ≤ budget × steps done, so a policy that spends the budget evenly is never crowded out by
+/// paths that spend early and must starve later) and the others spread evenly along the front
 /// (<see cref="ParetoFront.Spread"/>). The complete paths form the frontier; the best is the one with the
 /// lowest final error.</para>
 /// <para>The layers must already hold a weight version for every config of the search space (quantize them
@@ -138,7 +140,7 @@ public sealed class BitWidthSearch
                     }
                     var feasible = children.Where(ch => cost.Feasible(ch, suffix[g + 1], steps)).ToList();
                     var front = ParetoFront.NonDominated(feasible.Select(ch => (ch.Errors[^1], cost.PathCost(ch))).ToList());
-                    var kept = ParetoFront.Spread(front, Options.BeamWidth).Select(i => feasible[i]).ToList();
+                    var kept = Select(front, feasible, cost, stageSteps.Take(g + 1).Sum(), steps).ToList();
                     foreach (var ch in children.Except(kept)) ch.X.Dispose();
                     children.Clear();
                     foreach (var p in beam) p.X.Dispose();
@@ -188,6 +190,22 @@ public sealed class BitWidthSearch
             foreach (var t in fp) t.Dispose();
             foreach (var p in beam) p.X.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The paths kept from a Pareto front (ordered by cost): the most accurate path that is on pace (its cost so
+    /// far within the budget's share of the steps done), so that a policy spending the budget evenly always
+    /// survives, and K − 1 (K without an additive budget) spread evenly along the front.
+    /// </summary>
+    private IEnumerable<SearchPath> Select(IReadOnlyList<int> front, List<SearchPath> paths, SearchCost cost, int stepsDone, int steps)
+    {
+        if (front.Count <= Options.BeamWidth) return front.Select(i => paths[i]);
+        if (cost.Kind == BudgetKind.WeightMemory || Options.BeamWidth == 1) return ParetoFront.Spread(front, Options.BeamWidth).Select(i => paths[i]);
+        double pace = Options.Budget.Value * stepsDone * (1 + 1e-12);
+        int onPace = front.LastOrDefault(i => cost.PathCost(paths[i]) <= pace, -1);
+        var spread = ParetoFront.Spread(front, Options.BeamWidth - (onPace >= 0 ? 1 : 0)).ToList();
+        if (onPace >= 0 && !spread.Contains(onPace)) spread.Add(onPace);
+        return front.Where(spread.Contains).Select(i => paths[i]);
     }
 
     private void CheckBudget(SearchCost cost, List<IReadOnlyList<BitCandidate>> candidates, double cheapest, int steps)

@@ -6,13 +6,14 @@ namespace AdaTSQ.Search;
 /// </summary>
 /// <remarks>
 /// For every level <c>L</c> (a target average weight bits, e.g. 3, 3.5, 4, 5, 6, 7, 8) one candidate is
-/// made by a greedy knapsack: start with every layer at the lowest bit-width; then repeatedly apply the
-/// upgrade (one layer to any higher bit-width) with the largest score reduction per added weight bit,
-/// <c>(score(b) − score(b′)) / (n_l·(b′ − b))</c> with <c>n_l</c> the layer's parameters and
-/// <c>score = w_{stage,l}·E_l</c>, among the upgrades that keep the parameter-weighted average ≤ L;
-/// stop when none fits. Ties go to the earlier layer. Levels at a bit-width of the set give mostly
-/// uniform configs; levels between give mixed ones with the sensitive layers higher. Candidates with the
-/// same bits are made once (the lowest level is kept).
+/// made. A level equal to a bit-width of the set gives the uniform config (every layer at that width). A
+/// level between two consecutive widths <c>b &lt; b′</c> mixes only those two, by a greedy knapsack: start
+/// with every layer at <c>b</c>, then repeatedly move to <c>b′</c> the layer with the largest score
+/// reduction per added weight bit, <c>(score(b) − score(b′)) / (n_l·(b′ − b))</c> (<c>n_l</c> the layer's
+/// parameters, <c>score = w_{stage,l}·E_l</c>), among the moves that keep the parameter-weighted average
+/// ≤ L; stop when none fits. Ties go to the earlier layer. So the midpoint candidates put about half of the
+/// parameters, the most sensitive at that stage, one width higher. Levels below the lowest width give the
+/// lowest uniform config, above the highest the highest. Candidates with the same bits are made once.
 /// </remarks>
 public static class CandidateGenerator
 {
@@ -43,36 +44,24 @@ public static class CandidateGenerator
     {
         var bits = s.Bits;
         int layers = n.Count;
-        double total = n.Sum(x => (double)x);
-        var index = new int[layers];
-        double cost = n.Select(x => x * (double)bits[0]).Sum() / total;
-        const double slack = 1e-9;
-        while (true)
+        int low = 0;
+        while (low + 1 < bits.Count && bits[low + 1] <= level) low++;
+        var chosen = Enumerable.Repeat(bits[low], layers).ToArray();
+        if (bits[low] < level && low + 1 < bits.Count)
         {
-            int bestLayer = -1, bestTo = -1;
-            double bestRatio = double.NegativeInfinity, bestDelta = 0;
-            for (int l = 0; l < layers; l++)
+            int high = low + 1;
+            double total = n.Sum(x => (double)x), cost = bits[low];
+            var order = Enumerable.Range(0, layers)
+                .Select(l => (Layer: l, Ratio: w[l] * (s.Error(l, low) - s.Error(l, high)) / (n[l] * (double)(bits[high] - bits[low])), Delta: n[l] * (double)(bits[high] - bits[low]) / total))
+                .OrderByDescending(m => m.Ratio).ThenBy(m => m.Layer);
+            // The ratio of a move does not depend on the other moves: taking them best-first is the greedy order.
+            foreach (var move in order)
             {
-                double now = w[l] * s.Error(l, index[l]);
-                for (int to = index[l] + 1; to < bits.Count; to++)
-                {
-                    double delta = n[l] * (double)(bits[to] - bits[index[l]]) / total;
-                    if (cost + delta > level + slack) break;
-                    double ratio = (now - w[l] * s.Error(l, to)) / delta;
-                    if (ratio > bestRatio)
-                    {
-                        bestRatio = ratio;
-                        bestLayer = l;
-                        bestTo = to;
-                        bestDelta = delta;
-                    }
-                }
+                if (cost + move.Delta > level + 1e-9) continue;
+                chosen[move.Layer] = bits[high];
+                cost += move.Delta;
             }
-            if (bestLayer < 0) break;
-            index[bestLayer] = bestTo;
-            cost += bestDelta;
         }
-        var chosen = index.Select(i => bits[i]).ToArray();
-        return new BitCandidate(level, chosen, Enumerable.Range(0, layers).Sum(l => n[l] * (double)chosen[l]) / total);
+        return new BitCandidate(level, chosen, Enumerable.Range(0, layers).Sum(l => n[l] * (double)chosen[l]) / n.Sum(x => (double)x));
     }
 }

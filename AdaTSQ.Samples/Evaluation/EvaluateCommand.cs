@@ -211,7 +211,7 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
-    private static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, Tensor x0, Tensor y, int samplesPerStep,
+    internal static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, Tensor x0, Tensor y, int samplesPerStep,
         FisherLossSpace space, long seed, ILogger log, CancellationToken ct)
     {
         var selector = new LayerSelector([layers], []);
@@ -222,7 +222,7 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The x0 of the Fisher estimate (made once per run): 256 real training images, or 256 samples of the FP model.</summary>
-    private static (Tensor X0, Tensor Y) FisherData(DiT model, string data, DiffusionSampler sampler, SamplingOptions options, long seed, Device device, CancellationToken ct)
+    internal static (Tensor X0, Tensor Y) FisherData(DiT model, string data, DiffusionSampler sampler, SamplingOptions options, long seed, Device device, CancellationToken ct)
     {
         const int pool = 256;
         Tensor x0, y;

@@ -1,0 +1,181 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using AdaTSQ.Calibration;
+using AdaTSQ.IO;
+using AdaTSQ.Metrics;
+using AdaTSQ.Models;
+using AdaTSQ.Models.DiT;
+using AdaTSQ.Policies;
+using AdaTSQ.Quantization;
+using AdaTSQ.Sampling;
+using AdaTSQ.Search;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Samples.Evaluation;
+
+/// <summary>
+/// AdaTSQ's bit-width search on the shipped DiT: every selected layer is quantized once per bit-width
+/// (GPTQ with Fisher-weighted trajectory calibration), then one beam search per budget picks a
+/// timestep-dynamic policy; each found policy and the best static (time-constant) policy of the same
+/// average cost are then evaluated on the evaluation samples (PSNR/SSIM vs FP, FID, class accuracy).
+/// Writes results.md/.json, frontier.csv, search-*.json, frontier.png, bits-over-steps.png and heat maps.
+/// </summary>
+internal static class SearchCommand
+{
+    private sealed record Row(string Budget, string Kind, string Policy, double AverageWeightBits, double GBops, double WeightMB,
+        double Psnr, double Ssim, double Fid, double Accuracy, double SearchPsnr, double SearchSeconds, long ModelCalls);
+
+    public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
+    {
+        var log = loggers.CreateLogger("search");
+        string modelPath = Program.Option(args, "--model") ?? EvaluateCommand.DefaultModel;
+        int samples = Int(args, "--samples", 100), steps = Int(args, "--steps", 50), beam = Int(args, "--beam", 8);
+        int searchSamples = Int(args, "--search-samples", 8), calibSamples = Int(args, "--calib-samples", 32), fisherSamples = Int(args, "--fisher-samples", 16);
+        double cfg = Double(args, "--cfg", 2.0);
+        string layers = Program.Option(args, "--layers") ?? "blocks.*";
+        var budgets = List(args, "--budgets", "3.5,4,4.5,5,6");
+        var pairedBudgets = List(args, "--paired-budgets", "4,6");
+        var bits = List(args, "--bits", "3,4,6,8").Select(b => (int)b).ToList();
+        var pairedBits = List(args, "--paired-bits", "4,6,8").Select(b => (int)b).ToList();
+        bool fisher = !args.Contains("--no-fisher");
+        string outDir = Program.Option(args, "--out") ?? "artifacts/search";
+        string? stateDir = Program.Option(args, "--state-dir");
+
+        using var model = DiTCheckpoint.Load(modelPath, device: device);
+        using var classifier = new ImageClassifier(device: device);
+        SafeTensors.LoadInto(classifier, Program.Option(args, "--classifier") ?? EvaluateCommand.DefaultClassifier);
+        classifier.eval();
+        string statsPath = Program.Option(args, "--real-stats") ?? EvaluateCommand.DefaultRealStats;
+        var realStats = File.Exists(statsPath) ? FeatureStatistics.Load(statsPath) : null;
+        if (realStats is null) Console.Error.WriteLine($"warning: {statsPath} not found; FID is skipped (make it with: ./run.sh fid-stats).");
+        using var features = new ResNet18Features();
+
+        var diffusion = GaussianDiffusion.Create(1000, $"ddim{steps}");
+        var sampler = new DiffusionSampler(diffusion);
+        var options = new SamplingOptions { Seed = seed + 1, CfgScale = cfg, NullClass = model.NullClass, ClipDenoised = true };
+        var labelsArray = Enumerable.Range(0, samples).Select(i => (long)(i % model.Config.NumClasses)).ToArray();
+        using var labels = torch.tensor(labelsArray, device: device);
+        using var noiseGenerator = new Generator((ulong)seed, device);
+        using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: noiseGenerator, device: device);
+        Console.WriteLine($"Bit-width search on {modelPath}: DDIM {steps} steps, CFG {cfg}, layers {layers}; bits {string.Join("/", bits)} (A8) for budgets {string.Join(", ", budgets)}, " +
+            $"W=A bits {string.Join("/", pairedBits)} for budgets {string.Join(", ", pairedBudgets)}; beam {beam}, {searchSamples} search trajectories; evaluation on {samples} samples, seed {seed}");
+
+        Tensor Generate(string name) =>
+            sampler.SampleDdim((x, t, y) => model.call(x, t, y), noise, labels, options with { Progress = new ConsoleProgressBar(name) }, ct);
+
+        using var fp = Generate("fp");
+        (double Psnr, double Ssim, double Fid, double Accuracy) Measure(Tensor x, string name)
+        {
+            double fid = realStats is null ? double.NaN : FrechetDistance.Compute(features.Statistics(x, name), realStats);
+            return (ImageMetrics.Psnr(x, fp), ImageMetrics.Ssim(x, fp), fid, ClassFidelity.Accuracy(classifier, x, labelsArray, model.Config.NumClasses).Overall);
+        }
+        var fpQuality = Measure(fp, "FP32");
+
+        // 1. Quantize every bit-width once (GPTQ, Fisher-weighted trajectory calibration): the search reuses these versions.
+        var union = new BitWidthSearchOptions { WeightBits = bits.Union(pairedBits).Order().ToList() };
+        var selector = new LayerSelector([layers], []);
+        var names = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => l.Name).ToList();
+        var watch = Stopwatch.StartNew();
+        TemporalFisher? temporalFisher = null;
+        if (fisher)
+        {
+            var (x0, y0) = EvaluateCommand.FisherData(model, "real", sampler, options, seed, device, ct);
+            using (x0) using (y0)
+                temporalFisher = EvaluateCommand.EstimateFisher(model, diffusion, layers, x0, y0, fisherSamples, FisherLossSpace.Noise, seed, log, ct);
+        }
+        var builder = new QuantizationBuilder().ForModel(model).Layers(layers).Policy(new SearchSpacePolicy(names, union)).WithLogger(log)
+            .CalibrationData(TrajectoryCalibrationSource.ForDiT(model, sampler, ddim: true, new TrajectoryCalibrationOptions
+            {
+                Samples = calibSamples, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
+            }))
+            .UseHessianOptimization()
+            .WithProgress(new ConsoleProgressBar("quantize"));
+        if (temporalFisher is not null) builder.UseFisherCalibration(temporalFisher);
+        var quantized = builder.Build().Apply(ct);
+        double quantizeSeconds = watch.Elapsed.TotalSeconds;
+        Console.WriteLine($"Quantized {names.Count} layers at {string.Join("/", union.WeightBits)} bits in {quantizeSeconds:F1} s (GPTQ{(fisher ? " + Fisher" : "")}).");
+        var qLayers = ModelSurgery.FindQuantLinears(model).Where(l => selector.Matches(l.LayerName)).ToList();
+
+        // 2. One search per budget, on trajectories with their own seed (never the evaluation noise).
+        var rows = new List<Row> { new("–", "FP32", "full precision", 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, 0, 0) };
+        var searches = new List<(string Name, BitWidthSearchResult Result)>();
+        using var trajectories = SearchTrajectories.ForDiT(model, sampler.DdimSteps(options), searchSamples, seed + 7000);
+        var runs = budgets.Select(b => (b, paired: false)).Concat(pairedBudgets.Select(b => (b, paired: true))).ToList();
+        Directory.CreateDirectory(outDir);
+        foreach (var (budget, paired) in runs)
+        {
+            string name = paired ? $"W=A ≤ {budget:G3}" : $"A8, W ≤ {budget:G3}";
+            string file = (paired ? "wa-" : "a8-") + budget.ToString("G3", CultureInfo.InvariantCulture);
+            var searchOptions = new BitWidthSearchOptions
+            {
+                WeightBits = paired ? pairedBits : bits, PairActivationBits = paired, Budget = BitBudget.AverageWeightBits(budget), BeamWidth = beam,
+                StatePath = stateDir is null ? null : Path.Combine(stateDir, $"search-{file}.safetensors"),
+            };
+            var sensitivity = LayerSensitivity.FromLayers(qLayers, searchOptions, quantized.Layers, temporalFisher);
+            var result = new BitWidthSearch(qLayers, trajectories, searchOptions, sensitivity, log).Run(new ConsoleProgressBar($"search {file}"), ct);
+            searches.Add((name, result));
+            File.WriteAllText(Path.Combine(outDir, $"search-{file}.json"), result.ToJson());
+            Console.Write(result.FormatSummary());
+
+            var staticBest = result.StaticReferences.Where(s => s.AverageWeightBits <= budget + 1e-9).MaxBy(s => s.FinalPsnr);
+            foreach (var (kind, point) in new[] { ("dynamic", result.Best), ("static", staticBest) })
+            {
+                if (point is null) continue;
+                foreach (var layer in qLayers) layer.Policy = point.Policy;
+                using var x = Generate($"{kind} {file}");
+                var q = Measure(x, $"{kind} {file}");
+                rows.Add(new Row(name, kind, kind == "dynamic" ? "searched" : point.Label, point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
+                    point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, point.FinalPsnr,
+                    kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
+            }
+        }
+        quantized.Restore();
+
+        // 3. Reports.
+        var md = new StringBuilder();
+        md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | search time (s) | model calls |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+        Console.WriteLine();
+        Console.Write(md);
+        File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
+        File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
+        {
+            model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
+            rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), r.SearchSeconds, r.ModelCalls }),
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        var csv = new StringBuilder();
+        foreach (var (name, result) in searches)
+        {
+            var lines = result.ToCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (csv.Length == 0) csv.Append("search,").AppendLine(lines[0]);
+            foreach (var line in lines.Skip(1)) csv.Append(CultureInfo.InvariantCulture, $"\"{name}\",").AppendLine(line);
+        }
+        File.WriteAllText(Path.Combine(outDir, "frontier.csv"), csv.ToString());
+        SearchPlots.Frontier(Path.Combine(outDir, "frontier.png"), searches);
+        SearchPlots.BitsOverSteps(Path.Combine(outDir, "bits-over-steps.png"), searches);
+        foreach (var (name, result) in searches)
+        {
+            string file = (result.Options.PairActivationBits ? "wa-" : "a8-") + result.Options.Budget.Value.ToString("G3", CultureInfo.InvariantCulture);
+            SearchPlots.Heatmap(Path.Combine(outDir, $"heatmap-{file}.png"), result, $"Best dynamic policy, {name}: weight bits per layer and step");
+        }
+        Console.WriteLine($"Wrote {outDir}/results.md, results.json, frontier.csv, frontier.png, bits-over-steps.png, heatmap-*.png and search-*.json.");
+        return 0;
+    }
+
+    private static string Db(double v) => double.IsInfinity(v) ? "∞" : v.ToString("F2", CultureInfo.InvariantCulture);
+
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
+    private static List<double> List(string[] args, string name, string fallback) =>
+        (Program.Option(args, name) ?? fallback).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToList();
+
+    private static int Int(string[] args, string name, int fallback) => Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+    private static double Double(string[] args, string name, double fallback) => Program.Option(args, name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
+}
