@@ -23,4 +23,10 @@ public interface ITimestepPolicy
     /// so that the layer can prepare exactly those weight versions and no others.
     /// </summary>
     IReadOnlyCollection<LayerQuantConfig> ConfigsFor(string layerName);
+
+    /// <summary>
+    /// The layers the policy configures by name (overrides, per-layer rows). Quantization refuses, before
+    /// changing the model, a policy naming a layer that is not among the selected ones. Default: none.
+    /// </summary>
+    IReadOnlyCollection<string> NamedLayers => [];
 }

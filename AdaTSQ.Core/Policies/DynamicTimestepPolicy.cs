@@ -59,6 +59,9 @@ public sealed class DynamicTimestepPolicy : ITimestepPolicy
     /// <summary>The configured layers, in the order of the rows.</summary>
     public IReadOnlyList<string> Layers { get; }
 
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> NamedLayers => Layers.ToList();
+
     /// <summary>The number of sampling steps the policy was made for.</summary>
     public int StepCount => _configs.Length;
 

@@ -27,6 +27,9 @@ public sealed class StaticTimestepPolicy : ITimestepPolicy
     public IReadOnlyDictionary<string, LayerQuantConfig> Overrides => _overrides;
 
     /// <inheritdoc />
+    public IReadOnlyCollection<string> NamedLayers => _overrides.Keys.ToList();
+
+    /// <inheritdoc />
     public string Name => _overrides.Count == 0 ? $"static {DefaultConfig}" : $"static {DefaultConfig} (+{_overrides.Count} overrides)";
 
     /// <inheritdoc />

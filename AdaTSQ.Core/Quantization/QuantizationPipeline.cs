@@ -126,7 +126,10 @@ public sealed class QuantizationPipeline
             foreach (var layer in layers) layer.Policy = finalPolicy;
             watch.Stop();
             var result = new QuantizationResult(Model, finalPolicy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
-                layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) { PeakCalibrationBytes = peakBytes, Search = searched };
+                layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) {
+                PeakCalibrationBytes = peakBytes, Search = searched,
+                WeightVersions = layers.Select(l => new LayerWeightVersions(l.LayerName, l.WeightVersions.ToList(), l.QuantizedWeightBytes)).ToList(),
+            };
             _logger.LogInformation("Quantized {Layers} layers in {Seconds:F1} s; weights {Float:N0} → {Quantized:N0} bytes; peak calibration statistics {Peak:N0} bytes",
                 layers.Count, watch.Elapsed.TotalSeconds, result.FloatWeightBytes, result.QuantizedWeightBytes, peakBytes);
             return result;
@@ -165,6 +168,12 @@ public sealed class QuantizationPipeline
                 problems.Add(all.Count == 0
                     ? $"{Model.GetType().Name} has no Linear layer to quantize."
                     : $"no Linear layer matches {Selector}; the model's linear layers are: {string.Join(", ", all.Take(20))}{(all.Count > 20 ? ", …" : "")}.");
+        }
+        var unknown = Policy.NamedLayers.Where(n => !selected.Any(s => s.Name == n)).ToList();
+        if (unknown.Count > 0)
+        {
+            var all = selected.Select(s => s.Name).ToList();
+            problems.Add($"policy '{Policy.Name}' names {unknown.Count} layer(s) that are not among the {all.Count} selected linear layers: {string.Join(", ", unknown.Take(8))}{(unknown.Count > 8 ? ", …" : "")}; the selected layers are: {string.Join(", ", all.Take(12))}{(all.Count > 12 ? ", …" : "")}.");
         }
         foreach (var (name, layer) in selected)
         {

@@ -61,11 +61,33 @@ public sealed class QuantizationResult
     /// </summary>
     public Search.BitWidthSearchResult? Search { get; init; }
 
+    /// <summary>The weight versions each quantized layer keeps (one per weight spec its policy uses) and their bytes.</summary>
+    public IReadOnlyList<LayerWeightVersions> WeightVersions { get; init; } = [];
+
     /// <summary>Wall time of the whole run.</summary>
     public TimeSpan Elapsed { get; }
 
     /// <summary>Puts the original linear layers back; returns how many were restored.</summary>
     public int Restore() => ModelSurgery.Restore(Model);
+
+    /// <summary>
+    /// Per layer, the weight versions it keeps and their bytes; layers with several versions (a policy that uses
+    /// W4 and W8 for one layer stores both) are said so; then the totals against the float weights.
+    /// </summary>
+    public string FormatMemory()
+    {
+        var sb = new StringBuilder();
+        int width = Math.Max(5, WeightVersions.Count == 0 ? 5 : WeightVersions.Max(l => l.Name.Length));
+        foreach (var v in WeightVersions)
+        {
+            string what = v.Specs.Count == 1 ? $"stores {v.Specs[0]}" : $"stores {string.Join(" + ", v.Specs)}: {v.Specs.Count} versions";
+            sb.AppendLine(CultureInfo.InvariantCulture, $"{v.Name.PadRight(width)}  {what}, {v.Bytes:N0} bytes");
+        }
+        int several = WeightVersions.Count(v => v.Specs.Count > 1);
+        sb.AppendLine(CultureInfo.InvariantCulture,
+            $"total: {QuantizedWeightBytes:N0} bytes of quantized weights for {FloatWeightBytes:N0} bytes of float weights ({(FloatWeightBytes == 0 ? 0 : (double)QuantizedWeightBytes / FloatWeightBytes):P1}); {several} of {WeightVersions.Count} layers keep more than one version.");
+        return sb.ToString();
+    }
 
     /// <summary>A plain-text table of <see cref="Layers"/>.</summary>
     public string FormatTable()

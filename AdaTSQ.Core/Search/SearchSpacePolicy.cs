@@ -25,6 +25,9 @@ public sealed class SearchSpacePolicy : ITimestepPolicy
     }
 
     /// <inheritdoc />
+    public IReadOnlyCollection<string> NamedLayers => _index.Keys.ToList();
+
+    /// <inheritdoc />
     public string Name => $"search space {string.Join("/", _space.Select(c => c.ToString()))}";
 
     /// <summary>The configs every searched layer holds.</summary>

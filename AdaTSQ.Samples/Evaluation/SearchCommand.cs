@@ -115,6 +115,8 @@ internal static class SearchCommand
                 WeightBits = paired ? pairedBits : bits, PairActivationBits = paired, Budget = BitBudget.AverageWeightBits(budget), BeamWidth = beam,
                 StatePath = stateDir is null ? null : Path.Combine(stateDir, $"search-{file}.safetensors"),
             };
+            // The budget is a level too, so a static (time-constant) reference of exactly that average exists.
+            searchOptions = searchOptions with { CandidateLevels = searchOptions.Levels().Append(budget).Distinct().Order().ToList() };
             var sensitivity = LayerSensitivity.FromLayers(qLayers, searchOptions, quantized.Layers, temporalFisher);
             var result = new BitWidthSearch(qLayers, trajectories, searchOptions, sensitivity, log).Run(new ConsoleProgressBar($"search {file}"), ct);
             searches.Add((name, result));
