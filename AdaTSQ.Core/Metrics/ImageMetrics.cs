@@ -23,7 +23,8 @@ public static class ImageMetrics
     public static double Mse(Tensor a, Tensor b)
     {
         using var m = MsePerImage(a, b);
-        return m.mean().item<double>();
+        using var mean = m.mean();
+        return mean.item<double>();
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using AdaTSQ.Abstractions;
+using AdaTSQ.Interop;
 using AdaTSQ.Metrics;
 using AdaTSQ.Policies;
 using AdaTSQ.Quantization;
@@ -246,6 +247,9 @@ public sealed class BitWidthSearch
             }
             for (int j = 0; j < n; j++) outputs.Add(x[(j * b)..((j + 1) * b)].clone().DetachFromDisposeScope());
         }
+        // Every temporary is disposed, but glibc keeps the freed blocks: without this the search's resident
+        // memory grew by about 1.3 GB per stage on the shipped DiT (flat at 0.7 GB with it, same speed).
+        NativeMemory.Trim();
         return outputs;
     }
 

@@ -27,8 +27,11 @@ internal sealed record SearchState(int CompletedStages, IReadOnlyList<SearchPath
         sb.Append(CultureInfo.InvariantCulture, $"{string.Join(",", o.WeightBits)}|{o.WeightSpec}|{o.ActivationSpec}|{o.PairActivationBits}|{o.Budget.Kind}:{o.Budget.Value:R}|{o.BeamWidth}|{o.StepsPerStage}|{steps}|");
         sb.AppendJoin(",", layers).Append('|');
         foreach (var stage in candidates) sb.AppendJoin(";", stage.Select(c => string.Join(",", c.Bits))).Append('|');
-        using (var noise = t.Noise.to(ScalarType.Float64))
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        {
+            var noise = t.Noise.to(ScalarType.Float64);
             sb.Append(CultureInfo.InvariantCulture, $"{t.Noise.shape.Aggregate("", (a, d) => a + d + "x")}|{noise.sum().item<double>():R}|{noise.abs().sum().item<double>():R}|");
+        }
         using (var labels = t.Labels.to(TorchSharp.torch.CPU)) sb.AppendJoin(",", labels.data<long>().ToArray());
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }

@@ -124,14 +124,18 @@ internal static class SearchCommand
             Console.Write(result.FormatSummary());
 
             var staticBest = result.StaticReferences.Where(s => s.AverageWeightBits <= budget + 1e-9).MaxBy(s => s.FinalPsnr);
-            foreach (var (kind, point) in new[] { ("dynamic", result.Best), ("static", staticBest) })
+            // Control: the searched policy's steps in a seeded random order — the same configs and cost, but not
+            // the order the search chose. If it does as well, the gain comes from mixing versions over time,
+            // not from giving particular steps more bits.
+            var shuffled = Shuffle(result.Best, seed + 11);
+            foreach (var (kind, point) in new[] { ("dynamic", result.Best), ("shuffled", shuffled), ("static", staticBest) })
             {
                 if (point is null) continue;
                 foreach (var layer in qLayers) layer.Policy = point.Policy;
                 using var x = Generate($"{kind} {file}");
                 var q = Measure(x, $"{kind} {file}");
-                rows.Add(new Row(name, kind, kind == "dynamic" ? "searched" : point.Label, point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
-                    point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, point.FinalPsnr,
+                rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? "searched" : "searched, steps shuffled", point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
+                    point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, kind == "shuffled" ? double.NaN : point.FinalPsnr,
                     kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
             }
         }
@@ -142,7 +146,7 @@ internal static class SearchCommand
         md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | search time (s) | model calls |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
@@ -170,7 +174,21 @@ internal static class SearchCommand
         return 0;
     }
 
-    private static string Db(double v) => double.IsInfinity(v) ? "∞" : v.ToString("F2", CultureInfo.InvariantCulture);
+    /// <summary>The same per-step configs in a seeded random order of the steps (cost and versions unchanged).</summary>
+    private static FrontierPoint Shuffle(FrontierPoint point, long seed)
+    {
+        var policy = point.Policy;
+        var order = Enumerable.Range(0, policy.StepCount).ToArray();
+        new Random((int)seed).Shuffle(order);
+        var rows = order.Select(k => (IReadOnlyList<LayerQuantConfig>)policy.Layers.Select(l => policy[k, l]).ToList()).ToList();
+        return point with
+        {
+            Label = "shuffled", Policy = new DynamicTimestepPolicy(policy.Layers, rows, policy.OtherLayers, "searched, steps shuffled"),
+            StepAverageBits = order.Select(k => point.StepAverageBits[k]).ToList(), StageErrors = [],
+        };
+    }
+
+    private static string Db(double v) => double.IsInfinity(v) ? "∞" : double.IsNaN(v) ? "–" : v.ToString("F2", CultureInfo.InvariantCulture);
 
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 

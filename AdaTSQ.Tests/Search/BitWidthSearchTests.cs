@@ -192,6 +192,19 @@ public class BitWidthSearchTests
         Assert.That(ModelSurgery.FindQuantLinears(model), Is.Empty, "a failed search leaves the model as it was");
     }
 
+    [Test]
+    public void ASearchFreesEveryTensorItMakes()
+    {
+        using var model = new ToySearchModel(seed: 10);
+        var options = Options(5) with { WeightBits = [3, 4, 8], BeamWidth = 3 };
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        new BitWidthSearch(layers, trajectories, options).Run();
+        long live = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 3; i++) new BitWidthSearch(layers, trajectories, options).Run();
+        Assert.That(TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount, Is.EqualTo(live), "tensors alive after three more searches");
+    }
+
     private static Tensor Run(ToySearchModel model, SearchTrajectories t, bool quantized, IReadOnlyList<QuantLinear> layers)
     {
         var policies = layers.Select(l => l.Policy).ToArray();
