@@ -85,10 +85,5 @@ public sealed class DynamicTimestepPolicy : ITimestepPolicy
         _used.TryGetValue(layerName, out var used) ? used : [OtherLayers];
 
     /// <summary>The policy's step index used for sampler step <paramref name="step"/> (by position when the step counts differ).</summary>
-    public int MapStep(TimestepInfo step)
-    {
-        if (step.StepCount == StepCount) return step.StepIndex;
-        if (StepCount == 1 || step.StepCount <= 1) return 0;
-        return (int)Math.Round(step.Progress * (StepCount - 1), MidpointRounding.AwayFromZero);
-    }
+    public int MapStep(TimestepInfo step) => StepMapping.ToPolicyStep(step, StepCount);
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using AdaTSQ.Abstractions;
 using AdaTSQ.Quantization;
 
@@ -8,37 +9,50 @@ namespace AdaTSQ.Policies;
 /// <see cref="StaticTimestepPolicy"/> (a default and per-layer overrides).
 /// </summary>
 /// <remarks>
-/// The groups must cover steps 0…<see cref="StepCount"/>−1 contiguously. A sampler with another number of
-/// steps is mapped by position in the trajectory (as <see cref="DynamicTimestepPolicy.MapStep"/>); outside any
-/// step a layer uses its most precise config over the groups (highest weight bits, then activation bits).
+/// The groups must cover steps 0…<see cref="StepCount"/>−1 contiguously, without overlap. A sampler with another
+/// number of steps is mapped by position in the trajectory (<see cref="MapStep"/>, as
+/// <see cref="DynamicTimestepPolicy.MapStep"/>); outside any step a layer uses its most precise config over the
+/// groups (highest weight bits, then activation bits), so that case adds no weight version.
 /// </remarks>
 public sealed class TimeGroupedTimestepPolicy : ITimestepPolicy
 {
     private readonly TimestepGroup[] _byStep;
+    private readonly ConcurrentDictionary<string, LayerQuantConfig> _stepless = new();
 
     /// <summary>Creates the policy.</summary>
-    /// <exception cref="ArgumentException">The groups leave a gap, overlap, or do not start at step 0.</exception>
+    /// <param name="groups">The groups, in any order; together they cover steps 0…N−1 exactly once.</param>
+    /// <param name="name">A name for logs (default: "time-grouped (G groups)").</param>
+    /// <exception cref="ArgumentException">No groups, a null group or policy, a group that ends before it starts,
+    /// a gap (the message names the steps in no group) or an overlap (it names both groups).</exception>
     public TimeGroupedTimestepPolicy(IReadOnlyList<TimestepGroup> groups, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(groups);
         if (groups.Count == 0) throw new ArgumentException("a time-grouped policy needs at least one group.", nameof(groups));
-        var ordered = groups.OrderBy(g => g.FirstStep).ToList();
-        int next = 0;
+        if (groups.Any(g => g is null)) throw new ArgumentException("a group is null.", nameof(groups));
+        var ordered = groups.OrderBy(g => g.FirstStep).ThenBy(g => g.LastStep).ToList();
+        TimestepGroup? previous = null;
         foreach (var g in ordered)
         {
-            if (g.Policy is null) throw new ArgumentException($"group {g.FirstStep}…{g.LastStep} has no policy.", nameof(groups));
-            if (g.LastStep < g.FirstStep) throw new ArgumentException($"group {g.FirstStep}…{g.LastStep} ends before it starts.", nameof(groups));
+            if (g.Policy is null) throw new ArgumentException($"group of steps {g.FirstStep}…{g.LastStep} has no policy.", nameof(groups));
+            if (g.FirstStep < 0) throw new ArgumentException($"group of steps {g.FirstStep}…{g.LastStep} starts before step 0.", nameof(groups));
+            if (g.LastStep < g.FirstStep) throw new ArgumentException($"group of steps {g.FirstStep}…{g.LastStep} ends before it starts.", nameof(groups));
+            int next = previous is null ? 0 : previous.LastStep + 1;
             if (g.FirstStep > next) throw new ArgumentException($"steps {next}…{g.FirstStep - 1} are in no group.", nameof(groups));
-            if (g.FirstStep < next) throw new ArgumentException($"group {g.FirstStep}…{g.LastStep} overlaps the steps before {next}.", nameof(groups));
-            next = g.LastStep + 1;
+            if (g.FirstStep < next)
+                throw new ArgumentException($"groups of steps {previous!.FirstStep}…{previous.LastStep} and {g.FirstStep}…{g.LastStep} overlap (steps {g.FirstStep}…{Math.Min(previous.LastStep, g.LastStep)}).", nameof(groups));
+            previous = g;
         }
         Groups = ordered;
         _byStep = ordered.SelectMany(g => Enumerable.Repeat(g, g.LastStep - g.FirstStep + 1)).ToArray();
         Name = name ?? $"time-grouped ({Groups.Count} groups)";
     }
 
-    /// <summary>Splits <paramref name="stepCount"/> steps into <paramref name="policies"/>.Count equal consecutive groups (the first groups one step longer when it does not divide).</summary>
-    public static TimeGroupedTimestepPolicy Even(int stepCount, IReadOnlyList<StaticTimestepPolicy> policies)
+    /// <summary>
+    /// Splits <paramref name="stepCount"/> steps into <paramref name="policies"/>.Count equal consecutive groups, in
+    /// order (the first <c>stepCount mod count</c> groups one step longer when the count does not divide the steps).
+    /// </summary>
+    /// <exception cref="ArgumentException">No policies, or fewer steps than policies.</exception>
+    public static TimeGroupedTimestepPolicy Even(int stepCount, IReadOnlyList<StaticTimestepPolicy> policies, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(policies);
         if (policies.Count == 0 || stepCount < policies.Count)
@@ -50,7 +64,7 @@ public sealed class TimeGroupedTimestepPolicy : ITimestepPolicy
             groups.Add(new TimestepGroup(first, first + size - 1, policies[g]));
             first += size;
         }
-        return new TimeGroupedTimestepPolicy(groups);
+        return new TimeGroupedTimestepPolicy(groups, name);
     }
 
     /// <inheritdoc />
@@ -59,21 +73,25 @@ public sealed class TimeGroupedTimestepPolicy : ITimestepPolicy
     /// <summary>The groups, by first step.</summary>
     public IReadOnlyList<TimestepGroup> Groups { get; }
 
-    /// <summary>Steps covered.</summary>
+    /// <summary>The number of sampling steps the policy was made for (the groups cover 0…StepCount−1).</summary>
     public int StepCount => _byStep.Length;
 
     /// <inheritdoc />
     public IReadOnlyCollection<string> NamedLayers => Groups.SelectMany(g => g.Policy.Overrides.Keys).Distinct().ToList();
 
+    /// <summary>The group sampler step <paramref name="step"/> falls in (mapped by position when the step counts differ).</summary>
+    public TimestepGroup GroupAt(TimestepInfo step) => _byStep[MapStep(step)];
+
+    /// <summary>The policy's step index used for sampler step <paramref name="step"/> (by position when the step counts differ).</summary>
+    public int MapStep(TimestepInfo step) => StepMapping.ToPolicyStep(step, StepCount);
+
     /// <inheritdoc />
     public LayerQuantConfig Resolve(string layerName, TimestepInfo? step)
     {
-        if (step is not { } s)
-            return ConfigsFor(layerName).OrderByDescending(c => c.WeightBits).ThenByDescending(c => c.ActivationBits).First();
-        int k = s.StepCount == StepCount ? s.StepIndex
-            : StepCount == 1 || s.StepCount <= 1 ? 0
-            : (int)Math.Round(s.Progress * (StepCount - 1), MidpointRounding.AwayFromZero);
-        return _byStep[k].Policy.Resolve(layerName, null);
+        if (step is { } s) return GroupAt(s).Policy.Resolve(layerName, null);
+        if (_stepless.TryGetValue(layerName, out var known)) return known;
+        var mostPrecise = ConfigsFor(layerName).OrderByDescending(c => c.WeightBits).ThenByDescending(c => c.ActivationBits).First();
+        return _stepless.GetOrAdd(layerName, mostPrecise);
     }
 
     /// <inheritdoc />

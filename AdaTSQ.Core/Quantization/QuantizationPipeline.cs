@@ -128,7 +128,8 @@ public sealed class QuantizationPipeline
             var result = new QuantizationResult(Model, finalPolicy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
                 layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) {
                 PeakCalibrationBytes = peakBytes, Search = searched,
-                WeightVersions = layers.Select(l => new LayerWeightVersions(l.LayerName, l.WeightVersions.ToList(), l.QuantizedWeightBytes)).ToList(),
+                WeightVersions = layers.Select(l => new LayerWeightVersions(l.LayerName,
+                    l.WeightVersions.OrderBy(s => s.Bits).ThenBy(s => s.ToString(), StringComparer.Ordinal).ToList(), l.QuantizedWeightBytes)).ToList(),
             };
             _logger.LogInformation("Quantized {Layers} layers in {Seconds:F1} s; weights {Float:N0} → {Quantized:N0} bytes; peak calibration statistics {Peak:N0} bytes",
                 layers.Count, watch.Elapsed.TotalSeconds, result.FloatWeightBytes, result.QuantizedWeightBytes, peakBytes);
@@ -169,11 +170,16 @@ public sealed class QuantizationPipeline
                     ? $"{Model.GetType().Name} has no Linear layer to quantize."
                     : $"no Linear layer matches {Selector}; the model's linear layers are: {string.Join(", ", all.Take(20))}{(all.Count > 20 ? ", …" : "")}.");
         }
-        var unknown = Policy.NamedLayers.Where(n => !selected.Any(s => s.Name == n)).ToList();
+        var selectedNames = selected.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        var unknown = Policy.NamedLayers.Where(n => !selectedNames.Contains(n)).Order(StringComparer.Ordinal).ToList();
         if (unknown.Count > 0)
         {
-            var all = selected.Select(s => s.Name).ToList();
-            problems.Add($"policy '{Policy.Name}' names {unknown.Count} layer(s) that are not among the {all.Count} selected linear layers: {string.Join(", ", unknown.Take(8))}{(unknown.Count > 8 ? ", …" : "")}; the selected layers are: {string.Join(", ", all.Take(12))}{(all.Count > 12 ? ", …" : "")}.");
+            // Every unknown name is listed: a policy made for another model is easier to recognise that way.
+            var inModel = ModelSurgery.FindLinears(Model).Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
+            var listed = unknown.Select(n => inModel.Contains(n) ? $"{n} (in the model, but the selection is '{Selector}')" : n);
+            var some = selected.Select(s => s.Name).ToList();
+            problems.Add($"policy '{Policy.Name}' configures {unknown.Count} layer(s) that are not among the {some.Count} selected linear layers: {string.Join(", ", listed)}; " +
+                $"the selected layers are: {string.Join(", ", some.Take(12))}{(some.Count > 12 ? $", … ({some.Count - 12} more)" : "")}.");
         }
         foreach (var (name, layer) in selected)
         {
