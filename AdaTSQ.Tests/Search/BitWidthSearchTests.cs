@@ -1,4 +1,5 @@
 using AdaTSQ.Abstractions;
+using AdaTSQ.Calibration;
 using AdaTSQ.Quantization;
 using AdaTSQ.Search;
 using static TorchSharp.torch;
@@ -190,6 +191,40 @@ public class BitWidthSearchTests
             .SearchBitWidths(bits: [4, 8], budget: BitBudget.AverageWeightBits(3), beamWidth: 2, trajectories).Build();
         Assert.Throws<BudgetException>(() => impossible.Apply());
         Assert.That(ModelSurgery.FindQuantLinears(model), Is.Empty, "a failed search leaves the model as it was");
+    }
+
+    [Test]
+    public void TheFullPipelineComposesFisherCalibrationGptqAndTheSearch()
+    {
+        using var model = new ToySearchModel(seed: 11);
+        using var trajectories = model.Trajectories(Gains);
+        var stepper = (ToySearchModel.GainSampler)trajectories.Sampler;
+        // Calibration: the toy sampler's own trajectories (it sets the TimestepContext at every step).
+        TrajectorySampler run = (m, noise, labels, o, ct) =>
+        {
+            var x = noise.clone();
+            for (int k = 0; k < stepper.StepCount; k++) { var next = stepper.Step(m, x, labels, k); x.Dispose(); x = next; }
+            return x;
+        };
+        var source = new TrajectoryCalibrationSource((x, t, y) => model.call(x, t, y), run, [1, 4, 4], 1, CPU, new TrajectoryCalibrationOptions { Samples = 16, BatchSize = 8, Seed = 3 });
+        // A temporal Fisher that makes step 2 the sensitive one (as its gain does).
+        var fisherValues = new double[Gains.Length, 2];
+        for (int k = 0; k < Gains.Length; k++) { fisherValues[k, 0] = Gains[k] * Gains[k]; fisherValues[k, 1] = Gains[k] * Gains[k]; }
+        var fisher = new TemporalFisher(Enumerable.Range(0, Gains.Length).Select(stepper.StepInfo).ToList(), ["fc1", "fc2"], fisherValues, samplesPerStep: 1);
+
+        var result = new QuantizationBuilder().ForModel(model)
+            .CalibrationData(source)
+            .UseFisherCalibration(fisher)
+            .UseHessianOptimization()
+            .SearchBitWidths(bits: [3, 8], budget: BitBudget.AverageWeightBits(4.2), beamWidth: 6, trajectories)
+            .Build().Apply();
+
+        Assert.That(result.QuantizerName, Does.Contain("GPTQ"));
+        Assert.That(result.Layers.All(r => r.OutputSquaredError is > 0), "GPTQ reports feed the sensitivity");
+        var bits = result.Search!.Best.StepAverageBits;
+        Assert.That(bits[2], Is.GreaterThan(new[] { 0, 1, 3, 4 }.Max(s => bits[s])), "the sensitive step gets the bits");
+        Assert.That(result.Search.Best.AverageWeightBits, Is.LessThanOrEqualTo(4.2 + 1e-9));
+        result.Restore();
     }
 
     [Test]
