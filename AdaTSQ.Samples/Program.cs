@@ -20,7 +20,7 @@ if (args.Contains("--help") || args.Contains("-h"))
                                     --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
           search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
                             evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
-                            frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (about 40 min with the defaults)
+                            frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)
                             --budgets 3.5,4,4.5,5,6 --bits 3,4,6,8 (activations 8) --paired-budgets 4,6 --paired-bits 4,6,8 (W=A)
                             --beam K (8) --search-samples N (8) --samples N (100) --steps S (50) --calib-samples N (32)
                             --no-fisher --state-dir DIR (save/resume each search) --layers GLOB --out DIR
