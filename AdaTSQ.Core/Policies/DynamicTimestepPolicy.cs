@@ -49,7 +49,7 @@ public sealed class DynamicTimestepPolicy : ITimestepPolicy
         {
             var column = _configs.Select(row => row[l]).ToList();
             _used[Layers[l]] = column.Distinct().ToArray();
-            _stepless[Layers[l]] = column.OrderByDescending(c => c.WeightBits).ThenByDescending(c => c.ActivationBits).First();
+            _stepless[Layers[l]] = StepMapping.MostPrecise(column);
         }
     }
 

@@ -16,4 +16,8 @@ internal static class StepMapping
         if (policySteps == 1 || step.StepCount <= 1) return 0;
         return (int)Math.Round(step.Progress * (policySteps - 1), MidpointRounding.AwayFromZero);
     }
+
+    /// <summary>The config a layer uses outside any step: its most precise one (highest weight bits, then activation bits).</summary>
+    public static Quantization.LayerQuantConfig MostPrecise(IEnumerable<Quantization.LayerQuantConfig> configs) =>
+        configs.OrderByDescending(c => c.WeightBits).ThenByDescending(c => c.ActivationBits).First();
 }

@@ -90,7 +90,7 @@ public sealed class TimeGroupedTimestepPolicy : ITimestepPolicy
     {
         if (step is { } s) return GroupAt(s).Policy.Resolve(layerName, null);
         if (_stepless.TryGetValue(layerName, out var known)) return known;
-        var mostPrecise = ConfigsFor(layerName).OrderByDescending(c => c.WeightBits).ThenByDescending(c => c.ActivationBits).First();
+        var mostPrecise = StepMapping.MostPrecise(ConfigsFor(layerName));
         return _stepless.GetOrAdd(layerName, mostPrecise);
     }
 

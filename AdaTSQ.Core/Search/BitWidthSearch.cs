@@ -61,6 +61,8 @@ public sealed class BitWidthSearch
         _sensitivity = sensitivity ?? LayerSensitivity.FromLayers(layers, options);
         if (!_sensitivity.Layers.SequenceEqual(layers.Select(l => l.LayerName)) || !_sensitivity.Bits.SequenceEqual(options.WeightBits.Distinct().Order()))
             throw new QuantizationConfigurationException(["the layer sensitivity was made for other layers or bit-widths than the search's."]);
+        if (_sensitivity.WeightedSteps > 0 && _sensitivity.WeightedSteps != trajectories.Sampler.StepCount)
+            throw new QuantizationConfigurationException([$"the layer sensitivity has Fisher weights for {_sensitivity.WeightedSteps} steps, but the sampler has {trajectories.Sampler.StepCount}: estimate the Fisher with the sampler's own schedule."]);
         _logger = logger ?? NullLogger.Instance;
     }
 

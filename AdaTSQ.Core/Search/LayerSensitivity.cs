@@ -61,7 +61,7 @@ public sealed class LayerSensitivity
         {
             if (_stepWeights is null) { w[l] = 1; continue; }
             double sum = 0;
-            for (int s = first; s <= last; s++) sum += _stepWeights[Math.Min(s, _stepWeights.Length - 1)][l];
+            for (int s = first; s <= last; s++) sum += _stepWeights[s][l];
             w[l] = sum / (last - first + 1);
         }
         return w;

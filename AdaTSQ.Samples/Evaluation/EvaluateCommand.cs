@@ -36,23 +36,23 @@ internal static class EvaluateCommand
     {
         var log = loggers.CreateLogger("evaluate");
         string modelPath = Program.Option(args, "--model") ?? DefaultModel;
-        int samples = Int(args, "--samples", 100), steps = Int(args, "--steps", 50);
-        double cfg = Double(args, "--cfg", 2.0);
+        int samples = Program.IntOption(args, "--samples", 100), steps = Program.IntOption(args, "--steps", 50);
+        double cfg = Program.DoubleOption(args, "--cfg", 2.0);
         string sampler = Program.Option(args, "--sampler") ?? "ddim";
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
         var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseSetting).ToList();
-        int calibSamples = Int(args, "--calib-samples", 32), calibBatch = Int(args, "--calib-batch", 16);
-        int fisherSamples = Int(args, "--fisher-samples", 16);
+        int calibSamples = Program.IntOption(args, "--calib-samples", 32), calibBatch = Program.IntOption(args, "--calib-batch", 16);
+        int fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
         string fisherData = Program.Option(args, "--fisher-data") ?? "real";
         if (fisherData is not ("real" or "generated")) throw new ArgumentException($"--fisher-data {fisherData}: expected real or generated.");
         var weighting = new FisherWeighting
         {
-            Temperature = Double(args, "--fisher-temperature", 1.0),
-            Floor = Double(args, "--fisher-floor", 0.1),
+            Temperature = Program.DoubleOption(args, "--fisher-temperature", 1.0),
+            Floor = Program.DoubleOption(args, "--fisher-floor", 0.1),
             PerLayer = !args.Contains("--fisher-shared"),
         };
         var fisherUse = Enum.Parse<FisherUse>(Program.Option(args, "--fisher-use") ?? "weight", ignoreCase: true);
-        double fisherFraction = Double(args, "--fisher-fraction", 0.25);
+        double fisherFraction = Program.DoubleOption(args, "--fisher-fraction", 0.25);
         string outDir = Program.Option(args, "--out") ?? "artifacts/eval";
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
@@ -242,7 +242,4 @@ internal static class EvaluateCommand
         }
         return (x0, y);
     }
-
-    private static int Int(string[] args, string name, int fallback) => Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-    private static double Double(string[] args, string name, double fallback) => Program.Option(args, name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
 }

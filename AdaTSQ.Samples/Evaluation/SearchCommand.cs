@@ -33,9 +33,9 @@ internal static class SearchCommand
     {
         var log = loggers.CreateLogger("search");
         string modelPath = Program.Option(args, "--model") ?? EvaluateCommand.DefaultModel;
-        int samples = Int(args, "--samples", 100), steps = Int(args, "--steps", 50), beam = Int(args, "--beam", 8);
-        int searchSamples = Int(args, "--search-samples", 8), calibSamples = Int(args, "--calib-samples", 32), fisherSamples = Int(args, "--fisher-samples", 16);
-        double cfg = Double(args, "--cfg", 2.0);
+        int samples = Program.IntOption(args, "--samples", 100), steps = Program.IntOption(args, "--steps", 50), beam = Program.IntOption(args, "--beam", 8);
+        int searchSamples = Program.IntOption(args, "--search-samples", 8), calibSamples = Program.IntOption(args, "--calib-samples", 32), fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
+        double cfg = Program.DoubleOption(args, "--cfg", 2.0);
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
         var budgets = List(args, "--budgets", "3.5,4,4.5,5,6");
         var pairedBudgets = List(args, "--paired-budgets", "4,6");
@@ -194,8 +194,4 @@ internal static class SearchCommand
 
     private static List<double> List(string[] args, string name, string fallback) =>
         (Program.Option(args, name) ?? fallback).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToList();
-
-    private static int Int(string[] args, string name, int fallback) => Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-
-    private static double Double(string[] args, string name, double fallback) => Program.Option(args, name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
 }

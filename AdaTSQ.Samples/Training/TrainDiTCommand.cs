@@ -25,8 +25,8 @@ internal static class TrainDiTCommand
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
         var log = loggers.CreateLogger("train-dit");
-        int steps = IntOption(args, "--steps", 8000), batch = IntOption(args, "--batch", 64), every = IntOption(args, "--checkpoint-every", 500);
-        double lr = DoubleOption(args, "--lr", 3e-4), emaDecay = DoubleOption(args, "--ema", 0.999);
+        int steps = Program.IntOption(args, "--steps", 8000), batch = Program.IntOption(args, "--batch", 64), every = Program.IntOption(args, "--checkpoint-every", 500);
+        double lr = Program.DoubleOption(args, "--lr", 3e-4), emaDecay = Program.DoubleOption(args, "--ema", 0.999);
         string workDir = Program.Option(args, "--work") ?? "artifacts/train-fashion-dit";
         string output = Program.Option(args, "--output") ?? "models/fashion-dit.safetensors";
         bool resume = args.Contains("--resume");
@@ -157,10 +157,4 @@ internal static class TrainDiTCommand
         int width = 30, filled = (int)((long)done * width / total);
         Console.Error.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {done}/{total}  {text}   ");
     }
-
-    private static int IntOption(string[] args, string name, int fallback) =>
-        Program.Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-
-    private static double DoubleOption(string[] args, string name, double fallback) =>
-        Program.Option(args, name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
 }
