@@ -33,6 +33,9 @@ public static class QuickTiming
             case "quick-ops":
                 Ops();
                 return true;
+            case "quick-fused":
+                Fused();
+                return true;
             default:
                 return false;
         }
@@ -189,6 +192,35 @@ public static class QuickTiming
             Console.WriteLine($"{dtype,-9} per block: LayerNorm {tLn:F3} ms ×2, modulate {tMod:F3} ms ×2, attention (sdpa + reshapes) {tAttn:F3} ms, " +
                 $"GELU-tanh {tGelu:F3} ms, gated residual {tRes:F3} ms ×2 → {2 * tLn + 2 * tMod + tAttn + tGelu + 2 * tRes:F2} ms per block, ×12 = {12 * (2 * tLn + 2 * tMod + tAttn + tGelu + 2 * tRes):F1} ms");
         }
+    }
+
+    // The element-wise work the integer DiT path fuses, alone: the native prologue / epilogue vs TorchSharp, DiT-S/2 block shapes at batch 4.
+    private static void Fused()
+    {
+        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  isa {NativeKernels.BestIsa}");
+        var options = new KernelOptions { Threads = 2 };
+        using var x = torch.randn(4, 256, 384);
+        using var h = torch.randn(4, 256, 1536);
+        using var shift = torch.randn(4, 384);
+        using var scale = torch.randn(4, 384);
+        using var gate = torch.randn(4, 384);
+        var mod = new FusedLinearOps { LayerNorm = true, Shift = shift, Scale = scale };
+        var gelu = new FusedLinearOps { Activation = FusedActivation.GeluTanh };
+        var res = new FusedLinearOps { Residual = x, Gate = gate };
+        double tModTorch = Median(() => { using var r = mod.ComposePrologue(x); }, 50);
+        double tModNative = Median(() => { using var r = TorchIntegerGemm.LayerNormModulate(x, mod, options); }, 50);
+        using var hc = h.clone();
+        double tGeluTorch = Median(() => { using var r = gelu.ComposeEpilogue(h); }, 50);
+        double tGeluNative = Median(() => { hc.copy_(h); TorchIntegerGemm.ApplyEpilogue(hc, gelu, options); }, 50);
+        double tCopy = Median(() => { hc.copy_(h); }, 50);
+        using var y = torch.randn(4, 256, 384);
+        using var yc = y.clone();
+        double tResTorch = Median(() => { using var r = res.ComposeEpilogue(y); }, 50);
+        double tResNative = Median(() => { yc.copy_(y); TorchIntegerGemm.ApplyEpilogue(yc, res, options); }, 50);
+        double tCopy2 = Median(() => { yc.copy_(y); }, 50);
+        Console.WriteLine($"LayerNorm + modulate [4,256,384]: TorchSharp {tModTorch:F3} ms, native {tModNative:F3} ms");
+        Console.WriteLine($"GELU-tanh [4,256,1536]:           TorchSharp {tGeluTorch:F3} ms, native {tGeluNative - tCopy:F3} ms (+ {tCopy:F3} ms copy not counted)");
+        Console.WriteLine($"gated residual [4,256,384]:       TorchSharp {tResTorch:F3} ms, native {tResNative - tCopy2:F3} ms (+ {tCopy2:F3} ms copy not counted)");
     }
 
     /// <summary>A field of /proc/self/status in kB (VmRSS: resident now; VmHWM: peak since start or the last clear_refs 5), in MB.</summary>

@@ -110,10 +110,11 @@ public static unsafe class IntegerGemm
         fixed (float* px = x)
         fixed (float* pb = bias)
         fixed (float* py = y)
-            LinearFused(px, m, weights, activationBits, bias.IsEmpty ? null : pb, py, clipRatio, options ?? KernelOptions.Default, "Linear");
+            LinearFused(px, m, weights, activationBits, bias.IsEmpty ? null : pb, py, clipRatio, options ?? KernelOptions.Default, "Linear", null);
     }
 
-    internal static void LinearFused(float* x, int m, PackedWeights w, int activationBits, float* bias, float* y, double clipRatio, KernelOptions options, string operation)
+    internal static void LinearFused(float* x, int m, PackedWeights w, int activationBits, float* bias, float* y, double clipRatio, KernelOptions options, string operation,
+        LinearOps* ops)
     {
         if (activationBits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(activationBits), activationBits, "activation bits must be 2–8.");
         if (!(clipRatio > 0 && clipRatio <= 1)) throw new ArgumentOutOfRangeException(nameof(clipRatio), clipRatio, "clip ratio must be in (0, 1].");
@@ -123,24 +124,47 @@ public static unsafe class IntegerGemm
             long count = (long)m * w.K;
             var codes = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)count));
             var scales = System.Buffers.ArrayPool<float>.Shared.Rent(m);
+            float[]? normed = ops is not null && ops->LayerNorm != 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)count)) : null;
             try
             {
-                ManagedGemm.QuantizeRows(new ReadOnlySpan<float>(x, checked((int)count)), m, w.K, activationBits, (float)clipRatio,
-                    codes.AsSpan(0, (int)count), scales.AsSpan(0, m), options.EffectiveThreads);
+                fixed (float* pn = normed)
+                {
+                    var input = x;
+                    if (normed is not null) { ManagedFusedOps.LayerNormModulate(x, m, w.K, ops, pn); input = pn; }
+                    ManagedGemm.QuantizeRows(new ReadOnlySpan<float>(input, checked((int)count)), m, w.K, activationBits, (float)clipRatio,
+                        codes.AsSpan(0, (int)count), scales.AsSpan(0, m), options.EffectiveThreads);
+                }
                 fixed (sbyte* pa = codes)
                 fixed (float* ps = scales)
                     Run(pa, m, w, ps, bias, y, outInt32: false, options, operation);
+                if (ops is not null) ManagedFusedOps.Epilogue(y, m, w.N, ops);
             }
             finally
             {
                 System.Buffers.ArrayPool<sbyte>.Shared.Return(codes);
                 System.Buffers.ArrayPool<float>.Shared.Return(scales);
+                if (normed is not null) System.Buffers.ArrayPool<float>.Shared.Return(normed);
             }
             return;
         }
         GemmArgs args = Args(null, m, w, null, bias, y, outInt32: false, options.EffectiveThreads, isa);
-        NativeMethods.Check(NativeMethods.Linear(&args, x, w.K, activationBits, (float)clipRatio), operation);
+        NativeMethods.Check(ops is null ? NativeMethods.Linear(&args, x, w.K, activationBits, (float)clipRatio)
+            : NativeMethods.LinearEx(&args, x, w.K, activationBits, (float)clipRatio, ops), operation);
         GC.KeepAlive(w);
+    }
+
+    internal static void LayerNormModulate(float* x, long m, long k, LinearOps* ops, float* y, KernelOptions options)
+    {
+        var isa = NativeKernels.Resolve(options.Isa);
+        if (isa == KernelIsa.Managed) { ManagedFusedOps.LayerNormModulate(x, m, k, ops, y); return; }
+        NativeMethods.Check(NativeMethods.LayerNormModulate((int)isa, x, m, k, k, ops, y, k, options.EffectiveThreads), "LayerNormModulate");
+    }
+
+    internal static void ApplyEpilogue(float* y, long m, long n, LinearOps* ops, KernelOptions options)
+    {
+        var isa = NativeKernels.Resolve(options.Isa);
+        if (isa == KernelIsa.Managed) { ManagedFusedOps.Epilogue(y, m, n, ops); return; }
+        NativeMethods.Check(NativeMethods.ApplyEpilogue((int)isa, y, m, n, n, ops, options.EffectiveThreads), "ApplyEpilogue");
     }
 
     private static GemmArgs Args(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, int threads, KernelIsa isa) => new()

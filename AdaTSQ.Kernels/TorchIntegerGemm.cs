@@ -57,7 +57,16 @@ public static unsafe class TorchIntegerGemm
     /// is float32 <c>[..., K]</c>; the result is float32 <c>[..., N]</c>, the only tensor a call
     /// allocates (the activation quantization is fused into the GEMM on the native paths).
     /// </summary>
-    public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null)
+    /// <param name="x">Float32 activations <c>[..., K]</c>.</param>
+    /// <param name="weights">Packed weights <c>[N, K]</c>.</param>
+    /// <param name="activationBits">Activation bits, 2–8.</param>
+    /// <param name="bias">Float32 bias with N elements, or null.</param>
+    /// <param name="clipRatio">Fraction of each row's max |x| mapped to the largest code, (0, 1].</param>
+    /// <param name="options">ISA and threads; null for the defaults.</param>
+    /// <param name="ops">Work fused into the call (a LayerNorm + modulate prologue on x's rows
+    /// before they are quantized, an activation and gated residual on the output), or null.</param>
+    public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null,
+        FusedLinearOps? ops = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
@@ -70,22 +79,72 @@ public static unsafe class TorchIntegerGemm
         }
         long m = x.numel() / weights.K;
         if (m == 0) throw new ArgumentException("x: has no rows.", nameof(x));
-        var y = torch.empty([.. x.shape[..^1], weights.N], ScalarType.Float32);
+        long[] outShape = [.. x.shape[..^1], weights.N];
+        Interop.LinearOps native = default;
+        if (ops is not null)
+        {
+            long perSample = ops.Validate(m, weights.K, weights.N, outShape, "Linear");
+            native = ops.ToNative(perSample, weights.K, weights.N);
+        }
+        var y = torch.empty(outShape, ScalarType.Float32);
         try
         {
             IntegerGemm.LinearFused((float*)x.Ptr(), checked((int)m), weights, activationBits, bias is null ? null : (float*)bias.Ptr(),
-                (float*)y.Ptr(), clipRatio, options ?? KernelOptions.Default, "Linear");
+                (float*)y.Ptr(), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native);
+            GC.KeepAlive(ops);
             return y;
         }
         catch { y.Dispose(); throw; }
     }
 
+    /// <summary>
+    /// The prologue of <paramref name="ops"/> alone (<see cref="FusedLinearOps.LayerNorm"/> must be set):
+    /// <c>LayerNorm(x)·(1 + scale) + shift</c> per row of float32 <paramref name="x"/> <c>[..., K]</c>, with the
+    /// same code the fused <see cref="Linear"/> runs before quantizing (so a fused call equals this followed
+    /// by an unfused one bit for bit). Returns a new tensor.
+    /// </summary>
+    public static Tensor LayerNormModulate(Tensor x, FusedLinearOps ops, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
+        if (!ops.LayerNorm) throw new ArgumentException("LayerNormModulate: ops.LayerNorm is not set.", nameof(ops));
+        if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
+        long k = x.shape[^1], m = x.numel() / k;
+        long perSample = ops.Validate(m, k, 1, x.shape, "LayerNormModulate");
+        var native = ops.ToNative(perSample, k, 1);
+        var y = torch.empty(x.shape, ScalarType.Float32);
+        try
+        {
+            IntegerGemm.LayerNormModulate((float*)x.Ptr(), m, k, &native, (float*)y.Ptr(), options ?? KernelOptions.Default);
+            GC.KeepAlive(ops);
+            return y;
+        }
+        catch { y.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// The epilogue of <paramref name="ops"/> alone, in place on float32 <paramref name="y"/> <c>[..., N]</c>:
+    /// the activation, then <c>residual + gate·y</c>, with the code the fused <see cref="Linear"/> runs.
+    /// </summary>
+    public static void ApplyEpilogue(Tensor y, FusedLinearOps ops, KernelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        CheckCpuContiguous(y, nameof(y), ScalarType.Float32);
+        if (y.Dimensions < 1 || y.numel() == 0) throw new ArgumentException($"y: expected a non-empty tensor [..., N], got shape [{string.Join(", ", y.shape)}].", nameof(y));
+        long n = y.shape[^1], m = y.numel() / n;
+        if (ops.HasPrologue) throw new ArgumentException("ApplyEpilogue: ops has a prologue (LayerNorm); pass the epilogue only.", nameof(ops));
+        long perSample = ops.Validate(m, 1, n, y.shape, "ApplyEpilogue");
+        var native = ops.ToNative(perSample, 1, n);
+        IntegerGemm.ApplyEpilogue((float*)y.Ptr(), m, n, &native, options ?? KernelOptions.Default);
+        GC.KeepAlive(ops);
+    }
+
     private static Span<float> Span<T>(Tensor t) => new((void*)t.Ptr(), checked((int)t.numel()));
 
     /// <summary>The address of a contiguous CPU tensor's first element (TorchSharp's <c>bytes</c> span is a view of the storage).</summary>
-    private static nint Ptr(this Tensor t) => t.numel() == 0 ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+    internal static nint Ptr(this Tensor t) => t.numel() == 0 ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
-    private static void CheckCpuContiguous(Tensor t, string name, ScalarType dtype)
+    internal static void CheckCpuContiguous(Tensor t, string name, ScalarType dtype)
     {
         ArgumentNullException.ThrowIfNull(t, name);
         if (t.device_type != DeviceType.CPU) throw new ArgumentException($"{name}: the integer kernels run on CPU tensors, got a tensor on {t.device}.", name);

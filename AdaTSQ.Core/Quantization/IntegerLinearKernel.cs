@@ -88,9 +88,15 @@ public sealed class IntegerLinearKernel : IDisposable
 
     /// <summary>
     /// The layer's output computed on the integer kernels, or null when this call cannot run on them
-    /// (see the remarks). Called by <see cref="QuantLinear.forward"/>.
+    /// (see the remarks). Called by <see cref="QuantLinear.forward"/> and, with <paramref name="ops"/>,
+    /// by <see cref="QuantLinear.ForwardFused"/>.
     /// </summary>
-    public Tensor? TryForward(QuantLinear layer, Tensor input, LayerQuantConfig config)
+    /// <param name="layer">The layer (its packed weight version and bias are used).</param>
+    /// <param name="input">Float32 CPU input <c>[..., K]</c>.</param>
+    /// <param name="config">The call's config.</param>
+    /// <param name="ops">Work fused into the call (LayerNorm + modulate prologue, activation and gated
+    /// residual epilogue), or null; its tensors are made contiguous here when they are not.</param>
+    public Tensor? TryForward(QuantLinear layer, Tensor input, LayerQuantConfig config, FusedLinearOps? ops = null)
     {
         string? why = WhyNotSupported(config);
         if (why is null && (input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32))
@@ -109,7 +115,12 @@ public sealed class IntegerLinearKernel : IDisposable
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
         var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
-        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options);
+        var fused = ops is null ? null : new FusedLinearOps
+        {
+            LayerNorm = ops.LayerNorm, LayerNormEpsilon = ops.LayerNormEpsilon, Activation = ops.Activation,
+            Shift = ops.Shift?.contiguous(), Scale = ops.Scale?.contiguous(), Residual = ops.Residual?.contiguous(), Gate = ops.Gate?.contiguous(),
+        };
+        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused);
         var result = y.MoveToOuterDisposeScope();
         Interlocked.Increment(ref _integerCalls);
         Interlocked.Add(ref _kernelTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);

@@ -1,3 +1,4 @@
+using AdaTSQ.Kernels;
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -244,6 +245,30 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         if (!config.Activation.IsEnabled) return nn.functional.linear(scaled, w, bias);
         using var x = QuantizeInput(scaled, config.Activation);
         return nn.functional.linear(x, w, bias);
+    }
+
+    /// <summary>
+    /// <c>ops.ComposeEpilogue(this(ops.ComposePrologue(input)))</c>: the layer with the element-wise work
+    /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
+    /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
+    /// applied to each row as it is quantized, the epilogue on each output tile); otherwise — no
+    /// kernel, an unsupported config, an <see cref="Observer"/> or SmoothQuant factors — as those
+    /// TorchSharp ops around an ordinary call, so calibration sees the same inputs as before.
+    /// </summary>
+    public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(ops);
+        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null
+            && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
+            && !(input.requires_grad && torch.is_grad_enabled()))
+        {
+            var config = ActiveConfig;
+            if (IntegerLinearKernel.WhyNotSupported(config) is null && kernel.TryForward(this, input, config, ops) is { } fused) return fused;
+        }
+        using var x = ops.ComposePrologue(input);
+        using var y = call(x);
+        return ops.ComposeEpilogue(y);
     }
 
     private Tensor FloatWeightForQuantizedInput()

@@ -35,11 +35,28 @@ internal unsafe struct GemmArgs
     public int Isa;
 }
 
+/// <summary>Mirror of <c>adatsq_linear_ops</c>: the prologue / epilogue fused around a linear call; blittable.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LinearOps
+{
+    public int LayerNorm;
+    public float Eps;
+    public float* Shift;
+    public float* Scale;
+    public long LdMod;
+    public long RowsPerSample;
+    public int Activation;
+    public float* Residual;
+    public long LdResidual;
+    public float* Gate;
+    public long LdGate;
+}
+
 /// <summary>P/Invoke declarations of libadatsq_kernels (source-generated; all arguments blittable).</summary>
 internal static unsafe partial class NativeMethods
 {
     public const string Library = "adatsq_kernels";
-    public const int AbiVersion = 2;
+    public const int AbiVersion = 3;
 
     [LibraryImport(Library, EntryPoint = "adatsq_abi_version")]
     public static partial int AbiVersionOf();
@@ -58,6 +75,15 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "adatsq_linear")]
     public static partial NativeStatus Linear(GemmArgs* args, float* x, long ldx, int activationBits, float clip);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_linear_ex")]
+    public static partial NativeStatus LinearEx(GemmArgs* args, float* x, long ldx, int activationBits, float clip, LinearOps* ops);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_layernorm_modulate")]
+    public static partial NativeStatus LayerNormModulate(int isa, float* x, long m, long k, long ldx, LinearOps* ops, float* output, long ldo, int threads);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_apply_epilogue")]
+    public static partial NativeStatus ApplyEpilogue(int isa, float* c, long m, long n, long ldc, LinearOps* ops, int threads);
 
     [LibraryImport(Library, EntryPoint = "adatsq_set_thread_backend")]
     public static partial NativeStatus SetThreadBackend(int backend);

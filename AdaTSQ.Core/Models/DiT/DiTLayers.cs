@@ -1,3 +1,5 @@
+using AdaTSQ.Kernels;
+using AdaTSQ.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -20,14 +22,22 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, FusedLinearOps.None, FusedLinearOps.None);
+
+    /// <summary>
+    /// The attention with <paramref name="input"/> applied to x before the qkv projection and
+    /// <paramref name="output"/> after the output projection (see <see cref="FusedLinear"/>):
+    /// fused into the integer calls when the projections run on the integer kernels.
+    /// </summary>
+    public Tensor Forward(Tensor x, FusedLinearOps input, FusedLinearOps output)
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        var parts = qkv.call(x).reshape(b, n, 3, _heads, c / _heads).permute(2, 0, 3, 1, 4);
+        var parts = FusedLinear.Forward(qkv, x, input).reshape(b, n, 3, _heads, c / _heads).permute(2, 0, 3, 1, 4);
         var o = nn.functional.scaled_dot_product_attention(parts[0], parts[1], parts[2]);
-        return proj.call(o.transpose(1, 2).reshape(b, n, c)).MoveToOuterDisposeScope();
+        return FusedLinear.Forward(proj, o.transpose(1, 2).reshape(b, n, c), output).MoveToOuterDisposeScope();
     }
+
 }
 
 /// <summary>Two-layer MLP with tanh-approximated GELU (timm's <c>Mlp</c> as DiT uses it).</summary>
@@ -45,11 +55,24 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, FusedLinearOps.None, FusedLinearOps.None);
+
+    /// <summary>
+    /// The MLP with <paramref name="input"/> applied to x before fc1 and <paramref name="output"/>
+    /// after fc2 (the GELU between them is fc1's epilogue); fused into the integer calls when the
+    /// layers run on the integer kernels (see <see cref="FusedLinear"/>).
+    /// </summary>
+    public Tensor Forward(Tensor x, FusedLinearOps input, FusedLinearOps output)
     {
+        if (input.HasEpilogue) throw new ArgumentException("the MLP's input ops can only have a prologue (fc1's epilogue is the GELU).", nameof(input));
         using var scope = torch.NewDisposeScope();
-        var h = nn.functional.gelu(fc1.call(x), TorchSharp.Modules.GELU.Approximate.tanh);
-        return fc2.call(h).MoveToOuterDisposeScope();
+        var fc1Ops = new FusedLinearOps
+        {
+            LayerNorm = input.LayerNorm, LayerNormEpsilon = input.LayerNormEpsilon, Shift = input.Shift, Scale = input.Scale,
+            Activation = FusedActivation.GeluTanh,
+        };
+        var h = FusedLinear.Forward(fc1, x, fc1Ops);
+        return FusedLinear.Forward(fc2, h, output).MoveToOuterDisposeScope();
     }
 }
 
@@ -168,14 +191,23 @@ public sealed class DiTBlock : nn.Module<Tensor, Tensor, Tensor>
     public static Tensor Modulate(Tensor x, Tensor shift, Tensor scale) => x * (scale.unsqueeze(1) + 1) + shift.unsqueeze(1);
 
     /// <inheritdoc />
+    /// <remarks>
+    /// <c>x += gate_msa·attn(modulate(norm1(x)))</c>, <c>x += gate_mlp·mlp(modulate(norm2(x)))</c>, written as
+    /// <see cref="FusedLinearOps"/> around the first and last linear of each branch: the same TorchSharp ops
+    /// as the official block for float layers, one fused integer call each for layers on the integer kernels.
+    /// </remarks>
     public override Tensor forward(Tensor x, Tensor c)
     {
         using var scope = torch.NewDisposeScope();
         var m = adaLN_modulation.call(c).chunk(6, dim: 1);
-        x = x + m[2].unsqueeze(1) * attn.call(Modulate(norm1.call(x), m[0], m[1]));
-        x = x + m[5].unsqueeze(1) * mlp.call(Modulate(norm2.call(x), m[3], m[4]));
+        x = attn.Forward(x, Modulation(m[0], m[1]), new FusedLinearOps { Residual = x, Gate = m[2] });
+        x = mlp.Forward(x, Modulation(m[3], m[4]), new FusedLinearOps { Residual = x, Gate = m[5] });
         return x.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The prologue <c>modulate(LayerNorm(x), shift, scale)</c> (the blocks' norms: eps 1e-6, no affine).</summary>
+    internal static FusedLinearOps Modulation(Tensor shift, Tensor scale) =>
+        new() { LayerNorm = true, LayerNormEpsilon = 1e-6, Shift = shift, Scale = scale };
 }
 
 /// <summary>The final adaLN-modulated norm and linear projection to patch pixels.</summary>
@@ -199,6 +231,6 @@ public sealed class FinalLayer : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var m = adaLN_modulation.call(c).chunk(2, dim: 1);
-        return linear.call(DiTBlock.Modulate(norm_final.call(x), m[0], m[1])).MoveToOuterDisposeScope();
+        return FusedLinear.Forward(linear, x, DiTBlock.Modulation(m[0], m[1])).MoveToOuterDisposeScope();
     }
 }

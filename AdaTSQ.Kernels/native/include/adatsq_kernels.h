@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define ADATSQ_ABI_VERSION 2
+#define ADATSQ_ABI_VERSION 3
 #define ADATSQ_NR 48 /* columns per packed weight panel */
 
 #if defined(_WIN32)
@@ -84,6 +84,41 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
  * GEMM of args (args->a and args->sa are ignored; out_int32 must be 0). No intermediate code
  * tensor: the codes and scales live in a buffer of the calling thread that is reused across calls. */
 ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip);
+
+/* Element-wise work fused around a linear layer (adatsq_linear_ex); every field 0 / NULL = none.
+ * Prologue, on each row of x before it is quantized: LayerNorm without affine parameters (biased
+ * variance, eps inside the square root, as torch.nn.LayerNorm), then x * (1 + scale) + shift with
+ * the row's sample (row i belongs to sample i / rows_per_sample): DiT's adaLN "modulate".
+ * Epilogue, on each output element after scales and bias: the activation, then
+ * c = residual + gate * c (residual [M, ld_residual], may be c itself; gate per sample, NULL = 1). */
+#define ADATSQ_ACT_NONE 0
+#define ADATSQ_ACT_GELU_TANH 1 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+
+typedef struct adatsq_linear_ops {
+  int32_t layer_norm;       /* 1: the LayerNorm prologue */
+  float eps;                /* LayerNorm epsilon (> 0) */
+  const float* shift;       /* [samples, ld_mod] or NULL; needs layer_norm */
+  const float* scale;       /* [samples, ld_mod] or NULL; needs layer_norm */
+  int64_t ld_mod;           /* >= K when shift or scale is set */
+  int64_t rows_per_sample;  /* >= 1; rows of x and c per sample (tokens) */
+  int32_t activation;       /* ADATSQ_ACT_* */
+  const float* residual;    /* [M, ld_residual] or NULL */
+  int64_t ld_residual;      /* >= N when residual is set */
+  const float* gate;        /* [samples, ld_gate] or NULL; needs residual */
+  int64_t ld_gate;          /* >= N when gate is set */
+} adatsq_linear_ops;
+
+/* adatsq_linear with the prologue / epilogue of ops (NULL: none, the same as adatsq_linear). */
+ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip,
+                                    const adatsq_linear_ops* ops);
+
+/* The prologue of ops alone: out[m, ldo] = modulate(LayerNorm(x[m, ldx])) (ops->layer_norm must be 1). */
+ADATSQ_API int32_t adatsq_layernorm_modulate(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx,
+                                             const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads);
+
+/* The epilogue of ops alone, in place on c [m, ldc] floats (n columns). */
+ADATSQ_API int32_t adatsq_apply_epilogue(int32_t isa, float* c, int64_t m, int64_t n, int64_t ldc,
+                                         const adatsq_linear_ops* ops, int32_t threads);
 
 /* Where multi-threaded calls run: 0 (default) on the thread team of a GNU OpenMP runtime the
  * process has already loaded (libtorch's libgomp), else on the library's own threads; 1: always on

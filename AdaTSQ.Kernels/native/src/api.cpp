@@ -57,6 +57,8 @@ struct GemmJob {
   int32_t qmax;
   float clip;
   float* sa_out;
+  const adatsq_linear_ops* ops;  // fused prologue / epilogue, or null
+  bool post;                     // ops has epilogue work
   std::atomic<int32_t>* packed;  // [mblocks]: 1 once that row block of A is packed
   mutable std::atomic<int32_t> failed{0};  // a pack task could not allocate its row buffer
 };
@@ -77,6 +79,20 @@ std::vector<int8_t>& row_scratch() {
   static thread_local std::vector<int8_t> buf;
   return buf;
 }
+
+std::vector<float>& float_row_scratch() {
+  static thread_local std::vector<float> buf;
+  return buf;
+}
+
+// The prologue of ops on row i of x into out (k floats).
+inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out) {
+  const int64_t sample = i / ops->rows_per_sample;
+  kern->ln_mod_row(x, k, ops->eps, ops->shift ? ops->shift + sample * ops->ld_mod : nullptr,
+                   ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
+}
+
+inline bool has_epilogue(const adatsq_linear_ops* ops) { return ops && (ops->activation != ADATSQ_ACT_NONE || ops->residual); }
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -117,17 +133,28 @@ void pack_rows(const GemmJob& job, int64_t task) {
   const int64_t i0 = task * MC, i1 = std::min<int64_t>(p->m, i0 + MC);
   const int64_t b0 = i0 / mr, b1 = (i1 + mr - 1) / mr;
   int8_t* row = nullptr;
+  float* normed = nullptr;
+  const bool prologue = job.x && job.ops && job.ops->layer_norm;
   if (job.x) {
     std::vector<int8_t>& buf = row_scratch();
     if ((int64_t)buf.size() < p->k) buf.resize(p->k);
     row = buf.data();
+  }
+  if (prologue) {
+    std::vector<float>& buf = float_row_scratch();
+    if ((int64_t)buf.size() < p->k) buf.resize(p->k);
+    normed = buf.data();
   }
   for (int64_t b = b0; b < b1; b++) {
     uint8_t* blk = job.ap + b * block_bytes(job);
     for (int r = 0; r < mr; r++) {
       const int64_t i = b * mr + r;
       if (i >= p->m) { pad_row(job, r, blk); continue; }
-      if (job.x) {
+      if (prologue) {
+        prologue_row(job.kern, job.ops, job.x + i * job.ldx, i, p->k, normed);
+        job.kern->quant_row(normed, p->k, job.qmax, job.clip, row, job.sa_out + i);
+        scatter_row(job, row, r, blk);
+      } else if (job.x) {
         job.kern->quant_row(job.x + i * job.ldx, p->k, job.qmax, job.clip, row, job.sa_out + i);
         scatter_row(job, row, r, blk);
       } else {
@@ -184,6 +211,7 @@ void gemm_task(void* ctx, int64_t task) {
       t.sa = job.sa ? job.sa + row0 : nullptr;
       t.c = (char*)p->c + (row0 * p->ldc + col0) * out_size;
       job.kern->tile(&t);
+      if (job.post) job.kern->post_rows((float*)t.c, p->ldc, t.rows, t.cols, row0, col0, job.ops);
     }
   }
 }
@@ -235,6 +263,44 @@ int32_t check_gemm(const adatsq_gemm_args* p) {
   if (p->out_int32 && p->groups != 1) return ADATSQ_BAD_ARGUMENT;
   if (p->threads < 1) return ADATSQ_BAD_ARGUMENT;
   return ADATSQ_OK;
+}
+
+int32_t check_ops(const adatsq_linear_ops* o, int64_t k, int64_t n) {
+  if (!o) return ADATSQ_OK;
+  if (o->layer_norm != 0 && o->layer_norm != 1) return ADATSQ_BAD_ARGUMENT;
+  if (o->layer_norm && !(o->eps > 0.f)) return ADATSQ_BAD_ARGUMENT;
+  if ((o->shift || o->scale) && (!o->layer_norm || o->ld_mod < k)) return ADATSQ_BAD_ARGUMENT;
+  if (o->rows_per_sample < 1) return ADATSQ_BAD_ARGUMENT;
+  if (o->activation != ADATSQ_ACT_NONE && o->activation != ADATSQ_ACT_GELU_TANH) return ADATSQ_BAD_ARGUMENT;
+  if (o->residual && o->ld_residual < n) return ADATSQ_BAD_ARGUMENT;
+  if (o->gate && (!o->residual || o->ld_gate < n)) return ADATSQ_BAD_ARGUMENT;
+  return ADATSQ_OK;
+}
+
+struct RowsJob {
+  const IsaKernels* kern;
+  const adatsq_linear_ops* ops;
+  const float* x;
+  float* out;
+  int64_t m, k, ldx, ldo, rows_per_task;
+};
+
+void layernorm_task(void* ctx, int64_t task) {
+  const RowsJob& j = *(const RowsJob*)ctx;
+  const int64_t r0 = task * j.rows_per_task, r1 = std::min(j.m, r0 + j.rows_per_task);
+  for (int64_t r = r0; r < r1; r++) prologue_row(j.kern, j.ops, j.x + r * j.ldx, r, j.k, j.out + r * j.ldo);
+}
+
+// x is c here: k = columns, ldx = ldc.
+void epilogue_task(void* ctx, int64_t task) {
+  const RowsJob& j = *(const RowsJob*)ctx;
+  const int64_t r0 = task * j.rows_per_task, r1 = std::min(j.m, r0 + j.rows_per_task);
+  for (int64_t c0 = 0; c0 < j.k; c0 += NR)
+    j.kern->post_rows(j.out + r0 * j.ldo + c0, j.ldo, (int)(r1 - r0), (int)std::min<int64_t>(NR, j.k - c0), r0, c0, j.ops);
+}
+
+int64_t rows_per_task(int64_t m, int32_t threads) {
+  return std::max<int64_t>(1, std::min<int64_t>(64, (m + 4 * threads - 1) / (4 * threads)));
 }
 
 struct QuantJob {
@@ -341,9 +407,15 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* p) {
 }
 
 ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* p, const float* x, int64_t ldx, int32_t abits, float clip) {
+  return adatsq_linear_ex(p, x, ldx, abits, clip, nullptr);
+}
+
+ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* p, const float* x, int64_t ldx, int32_t abits, float clip,
+                                    const adatsq_linear_ops* ops) {
   try {
     int32_t status = check_gemm(p);
     if (status != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, p->k, p->n)) != ADATSQ_OK) return status;
     if (!x || ldx < p->k || p->out_int32 || abits < 2 || abits > 8 || !(clip > 0.f && clip <= 1.f)) return ADATSQ_BAD_ARGUMENT;
     const IsaKernels* kern = kernels(p->isa);
     if (!kern) return ADATSQ_ISA_UNAVAILABLE;
@@ -354,7 +426,45 @@ ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* p, const float* x, int6
     job.ldx = ldx;
     job.qmax = (1 << (abits - 1)) - 1;
     job.clip = clip;
+    job.ops = ops;
+    job.post = has_epilogue(ops);
     return run_gemm(job);
+  } catch (const std::bad_alloc&) {
+    return ADATSQ_OUT_OF_MEMORY;
+  } catch (...) {
+    return ADATSQ_INTERNAL;
+  }
+}
+
+ADATSQ_API int32_t adatsq_layernorm_modulate(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx,
+                                             const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads) {
+  try {
+    const IsaKernels* kern = kernels(isa);
+    if (!kern) return ADATSQ_ISA_UNAVAILABLE;
+    if (!x || !out || !ops || m <= 0 || k <= 0 || ldx < k || ldo < k || threads < 1 || !ops->layer_norm) return ADATSQ_BAD_ARGUMENT;
+    int32_t status = check_ops(ops, k, 1);
+    if (status != ADATSQ_OK) return status;
+    RowsJob job{kern, ops, x, out, m, k, ldx, ldo, rows_per_task(m, threads)};
+    ThreadPool::instance().run(threads, (m + job.rows_per_task - 1) / job.rows_per_task, layernorm_task, &job);
+    return ADATSQ_OK;
+  } catch (const std::bad_alloc&) {
+    return ADATSQ_OUT_OF_MEMORY;
+  } catch (...) {
+    return ADATSQ_INTERNAL;
+  }
+}
+
+ADATSQ_API int32_t adatsq_apply_epilogue(int32_t isa, float* c, int64_t m, int64_t n, int64_t ldc,
+                                         const adatsq_linear_ops* ops, int32_t threads) {
+  try {
+    const IsaKernels* kern = kernels(isa);
+    if (!kern) return ADATSQ_ISA_UNAVAILABLE;
+    if (!c || !ops || m <= 0 || n <= 0 || ldc < n || threads < 1) return ADATSQ_BAD_ARGUMENT;
+    int32_t status = check_ops(ops, 1, n);
+    if (status != ADATSQ_OK) return status;
+    RowsJob job{kern, ops, nullptr, c, m, n, ldc, ldc, rows_per_task(m, threads)};
+    ThreadPool::instance().run(threads, (m + job.rows_per_task - 1) / job.rows_per_task, epilogue_task, &job);
+    return ADATSQ_OK;
   } catch (const std::bad_alloc&) {
     return ADATSQ_OUT_OF_MEMORY;
   } catch (...) {

@@ -28,12 +28,16 @@ struct TileArgs {
 
 using TileFn = void (*)(const TileArgs*);
 using QuantRowsFn = void (*)(const float* x, int64_t k, int32_t qmax, float clip, int8_t* q, float* scale);
+using LnModRowFn = void (*)(const float* x, int64_t k, float eps, const float* shift, const float* scale, float* out);
+using PostRowsFn = void (*)(float* c, int64_t ldc, int rows, int cols, int64_t row0, int64_t col0, const adatsq_linear_ops* ops);
 
 struct IsaKernels {
   int mr;            // rows per micro-tile
   bool offset_a;     // A packed as a + 128 (u8 operand of vpdpbusd); epilogue subtracts 128 * colsum
   TileFn tile;
   QuantRowsFn quant_row;
+  LnModRowFn ln_mod_row;   // fused_ops.inc
+  PostRowsFn post_rows;    // fused_ops.inc
 };
 
 // Each returns false when the translation unit was not compiled with that ISA.

@@ -19,6 +19,8 @@ bool kernels_avx2(IsaKernels* out) {
   out->offset_a = false;
   out->tile = adatsq_avx2::tile_any;
   out->quant_row = adatsq_avx2::quant_row_impl;
+  out->ln_mod_row = adatsq_avx2::ln_mod_row_impl;
+  out->post_rows = adatsq_avx2::post_rows_impl;
   return true;
 }
 }  // namespace adatsq

@@ -10,6 +10,8 @@
 namespace adatsq {
 namespace {
 
+#include "fused_ops.inc"
+
 constexpr int MR = 8;
 
 inline __m512i bcast(const uint8_t* p) {
@@ -247,6 +249,8 @@ bool kernels_avx512vnni(IsaKernels* out) {
   out->offset_a = true;
   out->tile = tile_any;
   out->quant_row = quant_row_avx512;
+  out->ln_mod_row = ln_mod_row_impl;
+  out->post_rows = post_rows_impl;
   return true;
 }
 

@@ -16,6 +16,8 @@ bool kernels_avxvnni(IsaKernels* out) {
   out->offset_a = true;
   out->tile = adatsq_avxvnni::tile_any;
   out->quant_row = adatsq_avxvnni::quant_row_impl;
+  out->ln_mod_row = adatsq_avxvnni::ln_mod_row_impl;
+  out->post_rows = adatsq_avxvnni::post_rows_impl;
   return true;
 }
 

@@ -7,6 +7,7 @@ namespace adatsq {
 namespace {
 
 #include "quant_row.inc"
+#include "fused_ops.inc"
 
 constexpr int MR = 4;
 
@@ -50,6 +51,8 @@ bool kernels_scalar(IsaKernels* out) {
   out->offset_a = false;
   out->tile = tile_scalar;
   out->quant_row = quant_row_impl;
+  out->ln_mod_row = ln_mod_row_impl;
+  out->post_rows = post_rows_impl;
   return true;
 }
 

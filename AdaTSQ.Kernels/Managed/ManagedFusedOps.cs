@@ -1,0 +1,52 @@
+using AdaTSQ.Kernels.Interop;
+
+namespace AdaTSQ.Kernels.Managed;
+
+/// <summary>The fused prologue / epilogue of <see cref="FusedLinearOps"/> in plain C# (the managed path; same formulas as native/src/fused_ops.inc).</summary>
+internal static unsafe class ManagedFusedOps
+{
+    public static void LayerNormModulate(float* x, long m, long k, LinearOps* ops, float* y)
+    {
+        for (long i = 0; i < m; i++)
+        {
+            float* row = x + i * k, outRow = y + i * k;
+            long sample = i / ops->RowsPerSample;
+            // Moments in double: the float result is then the correctly rounded one, as close to
+            // torch's (pairwise float) LayerNorm as a fallback needs to be.
+            double sum = 0;
+            for (long j = 0; j < k; j++) sum += row[j];
+            double meanD = sum / k, sq = 0;
+            for (long j = 0; j < k; j++) { double d = row[j] - meanD; sq += d * d; }
+            float mean = (float)meanD;
+            float rstd = (float)(1.0 / Math.Sqrt(sq / k + ops->Eps));
+            float* shift = ops->Shift is null ? null : ops->Shift + sample * ops->LdMod;
+            float* scale = ops->Scale is null ? null : ops->Scale + sample * ops->LdMod;
+            for (long j = 0; j < k; j++)
+            {
+                float v = (row[j] - mean) * rstd;
+                if (scale is not null) v *= 1f + scale[j];
+                if (shift is not null) v += shift[j];
+                outRow[j] = v;
+            }
+        }
+    }
+
+    public static void Epilogue(float* y, long m, long n, LinearOps* ops)
+    {
+        for (long i = 0; i < m; i++)
+        {
+            float* row = y + i * n;
+            if (ops->Activation == (int)FusedActivation.GeluTanh)
+                for (long j = 0; j < n; j++)
+                {
+                    float v = row[j];
+                    float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+                    row[j] = v / (1f + MathF.Exp(-2f * u));
+                }
+            if (ops->Residual is null) continue;
+            float* res = ops->Residual + i * ops->LdResidual;
+            float* gate = ops->Gate is null ? null : ops->Gate + i / ops->RowsPerSample * ops->LdGate;
+            for (long j = 0; j < n; j++) row[j] = res[j] + (gate is null ? 1f : gate[j]) * row[j];
+        }
+    }
+}
