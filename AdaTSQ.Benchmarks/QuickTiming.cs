@@ -9,9 +9,11 @@ namespace AdaTSQ.Benchmarks;
 
 /// <summary>
 /// Stopwatch timings side by side in one process, for quick looks between BenchmarkDotNet runs:
-/// <c>quick-gemm [M K N]</c> (the VNNI peak, fp32/bf16 matmul and the integer linears at one shape)
-/// and <c>quick-dit [model]</c> (one DiT forward per mode, the time inside the integer linears,
-/// and the process's peak resident memory). Each figure is the median of several timed runs after
+/// <c>quick-gemm [M K N]</c> (the VNNI peak, fp32/bf16 matmul and the integer linears at one shape),
+/// <c>quick-dit [model]</c> (one DiT forward per mode, the time inside the integer linears,
+/// and the process's peak resident memory), <c>quick-ops</c> (a DiT block's non-linear ops in TorchSharp),
+/// <c>quick-fused</c> (the same ops as the kernels' fused prologue / epilogue) and <c>quick-block</c>
+/// (one DiT-S/2 block's four integer linears with their fusions). Each figure is the median of several timed runs after
 /// warm-up; 2 threads.
 /// </summary>
 public static class QuickTiming
@@ -35,6 +37,9 @@ public static class QuickTiming
                 return true;
             case "quick-fused":
                 Fused();
+                return true;
+            case "quick-block":
+                Block();
                 return true;
             default:
                 return false;
@@ -114,56 +119,113 @@ public static class QuickTiming
         Console.WriteLine($"load after: {File.ReadAllText("/proc/loadavg").Trim()}");
     }
 
-    private static void Dit(string model, string[] modes)
+    // One model per mode: the random DiT, cast (BF16) or quantized with RTN and attached to the integer kernels (-int).
+    private sealed class DitCase : IDisposable
     {
-        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}");
-        foreach (var mode in modes)
+        public DitCase(string model, string mode)
         {
+            Mode = mode;
             var (config, batch) = model == "Mnist-b64" ? (DiTConfig.Mnist, 64) : (DiTConfig.Named("DiT-S/2"), 4);
-            using var dit = new DiT(config, seed: 1);
-            dit.eval();
+            Dit = new DiT(config, seed: 1);
+            Dit.eval();
             using (torch.no_grad())
-                foreach (var (_, p) in dit.named_parameters()) p.normal_(0, 0.05);
-            var x = torch.randn(batch, config.InChannels, config.InputSize, config.InputSize);
-            using var t = torch.full(batch, 500f);
-            using var y = torch.zeros(batch, ScalarType.Int64);
-            IntegerLinearKernel? kernel = null;
-            if (mode == "BF16") { dit.to(ScalarType.BFloat16); var xb = x.to(ScalarType.BFloat16); x.Dispose(); x = xb; }
+                foreach (var (_, p) in Dit.named_parameters()) p.normal_(0, 0.05);
+            X = torch.randn(batch, config.InChannels, config.InputSize, config.InputSize);
+            T = torch.full(batch, 500f);
+            Y = torch.zeros(batch, ScalarType.Int64);
+            if (mode == "BF16") { Dit.to(ScalarType.BFloat16); var xb = X.to(ScalarType.BFloat16); X.Dispose(); X = xb; }
             if (mode.EndsWith("-int"))
             {
                 var spec = mode.StartsWith("W8") ? QuantSpec.Weight(8) : QuantSpec.Weight(4, groupSize: 64);
-                ModelSurgery.ReplaceLinears(dit);
-                foreach (var q in ModelSurgery.FindQuantLinears(dit))
+                ModelSurgery.ReplaceLinears(Dit);
+                foreach (var q in ModelSurgery.FindQuantLinears(Dit))
                 {
                     var s = q.InFeatures % 64 == 0 ? spec : QuantSpec.Weight(spec.Bits);
                     q.SetWeightVersion(QuantizedTensor.Quantize(q.Weight, s));
                     q.DefaultConfig = new LayerQuantConfig(s, QuantSpec.Activation(8));
                 }
-                kernel = new IntegerLinearKernel(new KernelOptions { Threads = 2 }) { Strict = true };
-                IntegerLinearKernel.Attach(dit, kernel);
+                Kernel = new IntegerLinearKernel(new KernelOptions { Threads = 2 }) { Strict = true };
+                IntegerLinearKernel.Attach(Dit, Kernel);
             }
-            void Forward()
-            {
-                using var noGrad = torch.no_grad();
-                using var o = dit.call(x, t, y);
-            }
-            Forward();
-            double rssBefore = Status("VmRSS:");
-            File.WriteAllText("/proc/self/clear_refs", "5"); // resets VmHWM to the current RSS
-            long calls0 = kernel?.IntegerCalls ?? 0;
-            var kernelTime0 = kernel?.KernelTime ?? TimeSpan.Zero;
-            int runs = 0;
-            double ms = Median(() => { Forward(); runs++; }, 7, 2.0);
-            double inKernel = kernel is null ? 0 : (kernel.KernelTime - kernelTime0).TotalMilliseconds / runs; // runs counts the warm-ups too
-            long callsPer = kernel is null ? 0 : (kernel.IntegerCalls - calls0) / runs;
-            long paramBytes = dit.parameters().Sum(p => p.numel() * p.element_size());
-            Console.WriteLine($"{model,-11} {mode,-9} {ms,9:F1} ms" + (kernel is null ? "" : $"   integer linears {inKernel:F1} ms/forward ({callsPer} calls), rest {ms - inKernel:F1} ms") +
-                $"   RSS before forwards {rssBefore:F0} MB, peak during {Status("VmHWM:"):F0} MB; parameters {paramBytes / 1048576.0:F1} MB" +
-                (kernel is null ? "" : $", packed weights {kernel.PackedWeightBytes / 1048576.0:F1} MB"));
-            kernel?.Dispose();
-            x.Dispose();
         }
+
+        public string Mode { get; }
+        public DiT Dit { get; }
+        public Tensor X { get; private set; }
+        public Tensor T { get; }
+        public Tensor Y { get; }
+        public IntegerLinearKernel? Kernel { get; }
+
+        public void Forward()
+        {
+            using var noGrad = torch.no_grad();
+            using var o = Dit.call(X, T, Y);
+        }
+
+        public void Dispose() { Kernel?.Dispose(); Dit.Dispose(); X.Dispose(); T.Dispose(); Y.Dispose(); }
+    }
+
+    private static void Dit(string model, string[] modes)
+    {
+        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}");
+        if (modes.Length > 1) { Interleaved(model, modes); return; }
+        using var c = new DitCase(model, modes[0]);
+        var kernel = c.Kernel;
+        c.Forward();
+        double rssBefore = Status("VmRSS:");
+        File.WriteAllText("/proc/self/clear_refs", "5"); // resets VmHWM to the current RSS
+        long calls0 = kernel?.IntegerCalls ?? 0;
+        var kernelTime0 = kernel?.KernelTime ?? TimeSpan.Zero;
+        int runs = 0;
+        double ms = Median(() => { c.Forward(); runs++; }, 7, 2.0);
+        double inKernel = kernel is null ? 0 : (kernel.KernelTime - kernelTime0).TotalMilliseconds / runs; // runs counts the warm-ups too
+        long callsPer = kernel is null ? 0 : (kernel.IntegerCalls - calls0) / runs;
+        long paramBytes = c.Dit.parameters().Sum(p => p.numel() * p.element_size());
+        Console.WriteLine($"{model,-11} {c.Mode,-9} {ms,9:F1} ms" + (kernel is null ? "" : $"   integer linears {inKernel:F1} ms/forward ({callsPer} calls), rest {ms - inKernel:F1} ms") +
+            $"   RSS before forwards {rssBefore:F0} MB, peak during {Status("VmHWM:"):F0} MB; parameters {paramBytes / 1048576.0:F1} MB" +
+            (kernel is null ? "" : $", packed weights {kernel.PackedWeightBytes / 1048576.0:F1} MB"));
         Console.WriteLine($"process peak RSS (VmHWM) {Status("VmHWM:"):F0} MB; load after: {File.ReadAllText("/proc/loadavg").Trim()}");
+    }
+
+    // All modes built first, then timed in rounds (one forward of each mode per round, the order rotating):
+    // drifts of the machine's speed hit every mode alike, and the ratios are medians of per-round ratios.
+    private static void Interleaved(string model, string[] modes)
+    {
+        var cases = modes.Select(m => new DitCase(model, m)).ToList();
+        try
+        {
+            foreach (var c in cases) { c.Forward(); c.Forward(); }
+            var times = cases.ToDictionary(c => c.Mode, _ => new List<double>());
+            var kernel0 = cases.ToDictionary(c => c.Mode, c => c.Kernel?.KernelTime ?? TimeSpan.Zero);
+            var total = Stopwatch.StartNew();
+            int rounds = 0;
+            while (rounds < 9 || total.Elapsed.TotalSeconds < 12)
+            {
+                for (int i = 0; i < cases.Count; i++)
+                {
+                    var c = cases[(i + rounds) % cases.Count];
+                    long t0 = Stopwatch.GetTimestamp();
+                    c.Forward();
+                    times[c.Mode].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+                rounds++;
+            }
+            double Med(IEnumerable<double> v) { var a = v.OrderBy(x => x).ToArray(); return a[a.Length / 2]; }
+            string baseline = modes[0];
+            Console.WriteLine($"{model}: {rounds} rounds, one forward of each mode per round (medians; ratio = median over rounds of {baseline} time / mode time)");
+            foreach (var c in cases)
+            {
+                var t = times[c.Mode];
+                double ratio = Med(t.Select((v, i) => times[baseline][i] / v));
+                string inKernel = c.Kernel is null ? "" : $"   integer linears {(c.Kernel.KernelTime - kernel0[c.Mode]).TotalMilliseconds / rounds:F1} ms/forward";
+                Console.WriteLine($"{model,-11} {c.Mode,-9} {Med(t),9:F1} ms  (min {t.Min():F1}, max {t.Max():F1})  {baseline}/{c.Mode} {ratio:F2}x{inKernel}");
+            }
+            Console.WriteLine($"load after: {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+        finally
+        {
+            foreach (var c in cases) c.Dispose();
+        }
     }
 
     // The non-linear work of one DiT-S/2 block at batch 4 (1,024 tokens), op by op, fp32 and bf16.
@@ -221,6 +283,47 @@ public static class QuickTiming
         Console.WriteLine($"LayerNorm + modulate [4,256,384]: TorchSharp {tModTorch:F3} ms, native {tModNative:F3} ms");
         Console.WriteLine($"GELU-tanh [4,256,1536]:           TorchSharp {tGeluTorch:F3} ms, native {tGeluNative - tCopy:F3} ms (+ {tCopy:F3} ms copy not counted)");
         Console.WriteLine($"gated residual [4,256,384]:       TorchSharp {tResTorch:F3} ms, native {tResNative - tCopy2:F3} ms (+ {tCopy2:F3} ms copy not counted)");
+    }
+
+    // The four integer linears of one DiT-S/2 block at batch 4 (1,024 tokens), alone, with the fusions the model uses.
+    private static void Block()
+    {
+        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  isa {NativeKernels.BestIsa}");
+        var options = new KernelOptions { Threads = 2 };
+        PackedWeights W(int n, int k)
+        {
+            using var q = QuantizedTensor.Quantize(torch.randn(n, k) * 0.05, QuantSpec.Weight(8));
+            return IntegerLinearKernel.Pack(q);
+        }
+        using var wqkv = W(1152, 384);
+        using var wproj = W(384, 384);
+        using var wfc1 = W(1536, 384);
+        using var wfc2 = W(384, 1536);
+        using var x = torch.randn(4, 256, 384);
+        using var o = torch.randn(4, 256, 384);
+        using var h = torch.randn(4, 256, 1536);
+        using var shift = torch.randn(4, 384);
+        using var scale = torch.randn(4, 384);
+        using var gate = torch.randn(4, 384);
+        using var b1152 = torch.randn(1152);
+        using var b384 = torch.randn(384);
+        using var b1536 = torch.randn(1536);
+        var mod = new FusedLinearOps { LayerNorm = true, Shift = shift, Scale = scale };
+        var res = new FusedLinearOps { Residual = x, Gate = gate };
+        var gelu = new FusedLinearOps { LayerNorm = true, Shift = shift, Scale = scale, Activation = FusedActivation.GeluTanh };
+        double tQkv = Median(() => { using var y = TorchIntegerGemm.Linear(x, wqkv, 8, b1152, 1, options, mod); }, 30);
+        double tProj = Median(() => { using var y = TorchIntegerGemm.Linear(o, wproj, 8, b384, 1, options, res); }, 30);
+        double tFc1 = Median(() => { using var y = TorchIntegerGemm.Linear(x, wfc1, 8, b1536, 1, options, gelu); }, 30);
+        double tFc2 = Median(() => { using var y = TorchIntegerGemm.Linear(h, wfc2, 8, b384, 1, options, res); }, 30);
+        double tAll = Median(() =>
+        {
+            using var a = TorchIntegerGemm.Linear(x, wqkv, 8, b1152, 1, options, mod);
+            using var b = TorchIntegerGemm.Linear(o, wproj, 8, b384, 1, options, res);
+            using var c = TorchIntegerGemm.Linear(x, wfc1, 8, b1536, 1, options, gelu);
+            using var d = TorchIntegerGemm.Linear(c, wfc2, 8, b384, 1, options, res);
+        }, 30);
+        Console.WriteLine($"W8A8 fused, one DiT-S/2 block (M = 1024): qkv+LN/modulate {tQkv:F3} ms, proj+residual {tProj:F3} ms, fc1+LN/modulate+GELU {tFc1:F3} ms, " +
+            $"fc2+residual {tFc2:F3} ms; sum {tQkv + tProj + tFc1 + tFc2:F2} ms, the four in a row {tAll:F2} ms; ×12 = {12 * tAll:F1} ms");
     }
 
     /// <summary>A field of /proc/self/status in kB (VmRSS: resident now; VmHWM: peak since start or the last clear_refs 5), in MB.</summary>
