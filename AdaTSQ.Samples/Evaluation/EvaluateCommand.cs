@@ -27,6 +27,9 @@ internal static class EvaluateCommand
     public const string DefaultClassifier = "models/fashion-classifier.safetensors";
     public const string DefaultRealStats = "models/fashion-test-resnet18-stats.safetensors";
 
+    /// <summary>The same setting run on the integer kernels instead of fake quantization.</summary>
+    private sealed record IntegerRow(string Setting, double PsnrVsFakeQuant, double MaxAbsVsFakeQuant, double FakeSeconds, double IntegerSeconds, long IntegerCalls, long FallbackCalls, double PackedMB);
+
     private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
@@ -54,6 +57,7 @@ internal static class EvaluateCommand
         var fisherUse = Enum.Parse<FisherUse>(Program.Option(args, "--fisher-use") ?? "weight", ignoreCase: true);
         double fisherFraction = Program.DoubleOption(args, "--fisher-fraction", 0.25);
         string outDir = Program.Option(args, "--out") ?? "artifacts/eval";
+        bool integer = !args.Contains("--no-integer");
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
         using var classifier = new ImageClassifier(device: device);
@@ -90,6 +94,7 @@ internal static class EvaluateCommand
 
         long floatBytes = model.parameters().Sum(p => p.numel() * p.ElementSize);
         var rows = new List<Row>();
+        var integerRows = new List<IntegerRow>();
         var images = new List<Tensor>();
         using var fpTrajectory = new Trajectory();
         var fp = Generate("fp", fpTrajectory, out double fpSeconds);
@@ -131,6 +136,22 @@ internal static class EvaluateCommand
             images.Add(q);
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
             rows.Add(Measure(setting.Name, q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory, result.Elapsed.TotalSeconds + extraSeconds));
+            // The same quantized model on the integer kernels (CPU; W8A8 / W4A8 / W4A4 with dynamic per-token
+            // activations): the same noise, so it should give the fake-quant samples up to float rounding, faster.
+            string? why = IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(setting.Weights, setting.Activations));
+            if (integer && why is null && device.type == DeviceType.CPU)
+            {
+                using var kernel = new IntegerLinearKernel();
+                IntegerLinearKernel.Attach(model, kernel);
+                using var intTrajectory = new Trajectory();
+                var qi = Generate(setting.Name + " int", intTrajectory, out double intSeconds);
+                IntegerLinearKernel.Attach(model, null);
+                images.Add(qi);
+                rows.Add(Measure(setting.Name + " (integer kernels)", qi, fp, intSeconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, intTrajectory));
+                using var diff = (qi - q).abs().max();
+                integerRows.Add(new IntegerRow(setting.Name, ImageMetrics.Psnr(qi, q), diff.item<float>(), seconds, intSeconds, kernel.IntegerCalls, kernel.FallbackCalls, kernel.PackedWeightBytes / 1e6));
+            }
+            else if (integer) log.LogInformation("{Setting}: not run on the integer kernels ({Why})", setting.Name, why ?? $"device {device}");
             result.Restore();
         }
 
@@ -150,6 +171,16 @@ internal static class EvaluateCommand
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
             md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} |");
+        if (integerRows.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine(CultureInfo.InvariantCulture, $"Integer kernels vs fake quantization (same quantized model, same noise; FP32 sampling took {fpSeconds:F1} s):");
+            md.AppendLine();
+            md.AppendLine("| setting | PSNR integer vs fake-quant (dB) | max \\|integer − fake-quant\\| | sampling time fake-quant (s) | sampling time integer (s) | integer vs fake-quant | integer vs FP32 | integer calls (fallbacks) | packed weights (MB) |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (var r in integerRows)
+                md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.PsnrVsFakeQuant) ? "∞" : r.PsnrVsFakeQuant.ToString("F2", CultureInfo.InvariantCulture))} | {r.MaxAbsVsFakeQuant:G3} | {r.FakeSeconds:F1} | {r.IntegerSeconds:F1} | {r.FakeSeconds / r.IntegerSeconds:F2}× | {fpSeconds / r.IntegerSeconds:F2}× | {r.IntegerCalls} ({r.FallbackCalls}) | {r.PackedMB:F2} |");
+        }
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
@@ -157,6 +188,7 @@ internal static class EvaluateCommand
         {
             model = modelPath, samples, sampler, steps, cfg, seed, layers, real_stats = realStats?.Source, real_stats_count = realStats?.Count,
             calib_samples = calibSamples, fisher_samples_per_step = fisherSamples, fisher_data = fisherData, fisher_weighting = weighting, fisher_use = fisherUse.ToString(),
+            integer_kernels = integerRows.Select(r => new { r.Setting, psnr_vs_fake_quant = double.IsInfinity(r.PsnrVsFakeQuant) ? (double?)null : r.PsnrVsFakeQuant, max_abs_vs_fake_quant = r.MaxAbsVsFakeQuant, fake_quant_seconds = r.FakeSeconds, integer_seconds = r.IntegerSeconds, integer_calls = r.IntegerCalls, fallback_calls = r.FallbackCalls, packed_weights_mb = r.PackedMB }),
             rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
