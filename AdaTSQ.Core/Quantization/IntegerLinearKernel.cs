@@ -62,13 +62,23 @@ public sealed class IntegerLinearKernel : IDisposable
 
     private long _integerCalls, _fallbackCalls, _kernelTicks;
 
-    /// <summary>Sets <paramref name="kernel"/> (or null) on every <see cref="QuantLinear"/> of <paramref name="model"/>; returns how many.</summary>
+    /// <summary>
+    /// Sets <paramref name="kernel"/> (or null) on every <see cref="QuantLinear"/> of <paramref name="model"/>;
+    /// returns how many. Attaching a kernel also frees the layers' dequantized float weight copies
+    /// (<see cref="QuantLinear.ReleaseDequantizedWeights"/>): the kernels read the packed integer weights,
+    /// and a call that falls back to fake quantization makes the copy it needs again.
+    /// </summary>
     public static int Attach(nn.Module model, IntegerLinearKernel? kernel)
     {
         ArgumentNullException.ThrowIfNull(model);
         int count = 0;
         foreach (var (_, module) in model.named_modules())
-            if (module is QuantLinear q) { q.IntegerKernel = kernel; count++; }
+            if (module is QuantLinear q)
+            {
+                q.IntegerKernel = kernel;
+                if (kernel is not null) q.ReleaseDequantizedWeights();
+                count++;
+            }
         return count;
     }
 

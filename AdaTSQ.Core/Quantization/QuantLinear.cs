@@ -149,11 +149,27 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(quantized);
         if (!quantized.Shape.SequenceEqual(weight.shape))
             throw new LayerQuantizationException(LayerName, $"quantized weight has shape [{string.Join(", ", quantized.Shape)}], expected [{string.Join(", ", weight.shape)}].");
-        Tensor dequantized;
-        using (torch.no_grad())
-            dequantized = quantized.Dequantize().to(weight.dtype, weight.device, disposeAfter: true).DetachFromDisposeScope();
         if (_versions.Remove(quantized.Spec, out var old)) old.Dispose();
-        _versions[quantized.Spec] = new WeightVersion(quantized, dequantized);
+        _versions[quantized.Spec] = new WeightVersion(quantized, weight.dtype, weight.device);
+    }
+
+    /// <summary>
+    /// Bytes of the float copies of the weight versions held now. The fake-quantized path multiplies
+    /// with a dequantized float copy of a version, made on its first use and kept; the integer kernels
+    /// never need it. See <see cref="ReleaseDequantizedWeights"/>.
+    /// </summary>
+    public long DequantizedWeightBytes => _versions.Values.Sum(v => v.DequantizedBytes);
+
+    /// <summary>
+    /// Frees the dequantized float copies of the weight versions (a fake-quantized call makes the one it
+    /// needs again). <see cref="IntegerLinearKernel.Attach"/> calls it: on the integer kernels a version
+    /// costs its codes and its packed form only. Returns the bytes freed.
+    /// </summary>
+    public long ReleaseDequantizedWeights()
+    {
+        long bytes = DequantizedWeightBytes;
+        foreach (var v in _versions.Values) v.ReleaseDequantized();
+        return bytes;
     }
 
     /// <summary>The integer form of the version for <paramref name="spec"/> (owned by the layer).</summary>
@@ -376,24 +392,55 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
         throw new LayerQuantizationException(LayerName, $"no quantized weight version for {spec} (held: {held}). Quantize the layer for every config its policy uses.");
     }
 
-    private sealed class WeightVersion(QuantizedTensor integer, Tensor dequantized) : IDisposable
+    // A weight version: its integer form, and the dequantized float copy the fake-quantized path uses,
+    // made on first use (in the layer's dtype and on its device) and kept until released.
+    private sealed class WeightVersion(QuantizedTensor integer, ScalarType dtype, Device device) : IDisposable
     {
-        public QuantizedTensor Integer { get; } = integer;
-        public Tensor Dequantized { get; } = dequantized;
+        private readonly object _gate = new();
+        private Tensor? _dequantized;
 
-        public WeightVersion To(ScalarType dtype, Device device)
+        public QuantizedTensor Integer { get; } = integer;
+
+        public long DequantizedBytes
         {
-            if (Dequantized.device_type == device.type && Dequantized.device_index == device.index && Dequantized.dtype == dtype) return this;
-            var moved = Integer.To(device);
-            var deq = Dequantized.to(dtype, device, copy: true).DetachFromDisposeScope();
+            get { lock (_gate) return _dequantized is null ? 0 : _dequantized.numel() * _dequantized.ElementSize; }
+        }
+
+        public Tensor Dequantized
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    if (_dequantized is null)
+                        using (torch.no_grad())
+                            _dequantized = Integer.Dequantize().to(dtype, device, disposeAfter: true).DetachFromDisposeScope();
+                    return _dequantized;
+                }
+            }
+        }
+
+        public WeightVersion To(ScalarType newType, Device newDevice)
+        {
+            if (dtype == newType && device.type == newDevice.type && device.index == newDevice.index) return this;
+            var moved = Integer.To(newDevice);
             Dispose();
-            return new WeightVersion(moved, deq);
+            return new WeightVersion(moved, newType, newDevice);
+        }
+
+        public void ReleaseDequantized()
+        {
+            lock (_gate)
+            {
+                _dequantized?.Dispose();
+                _dequantized = null;
+            }
         }
 
         public void Dispose()
         {
             Integer.Dispose();
-            Dequantized.Dispose();
+            ReleaseDequantized();
         }
     }
 }

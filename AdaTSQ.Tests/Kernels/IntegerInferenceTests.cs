@@ -136,4 +136,34 @@ public class IntegerInferenceTests
         var exact = nn.functional.linear(x, linear.weight!, linear.bias);
         Assert.That(TestTensors.RelativeError(integer, exact), Is.LessThan(0.05), "the smoothing is undone: the output is the layer's");
     }
+
+    [Test]
+    public void IntegerLayersHoldNoDequantizedWeightCopies()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(31);
+        var linear = nn.Linear(64, 32);
+        using var layer = new QuantLinear("fc", linear);
+        layer.SetWeightVersion(QuantizedTensor.Quantize(linear.weight!, QuantSpec.Weight(8)));
+        layer.DefaultConfig = LayerQuantConfig.Create(8, 8);
+        var x = torch.randn(4, 64);
+        Assert.That(layer.DequantizedWeightBytes, Is.Zero, "no float copy before a fake-quantized call");
+        var simulated = layer.call(x).clone();
+        Assert.That(layer.DequantizedWeightBytes, Is.EqualTo(32L * 64 * 4), "the fake-quantized call made and kept one float copy");
+
+        using var kernel = new IntegerLinearKernel { Strict = true };
+        var wrapper = nn.Sequential(("fc", layer));
+        Assert.That(IntegerLinearKernel.Attach(wrapper, kernel), Is.EqualTo(1));
+        Assert.That(layer.DequantizedWeightBytes, Is.Zero, "attaching the kernel freed it");
+        var integer = layer.call(x);
+        Assert.That(layer.DequantizedWeightBytes, Is.Zero, "integer calls do not make it");
+        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5));
+
+        IntegerLinearKernel.Attach(wrapper, null);
+        var again = layer.call(x);
+        Assert.That(TestTensors.Identical(again, simulated), Is.True, "fake quantization after detaching makes the same copy again");
+        Assert.That(layer.ReleaseDequantizedWeights(), Is.EqualTo(32L * 64 * 4));
+        Assert.That(layer.DequantizedWeightBytes, Is.Zero);
+    }
 }
