@@ -132,34 +132,51 @@ void pack_rows(const GemmJob& job, int64_t task) {
   const int mr = job.kern->mr;
   const int64_t i0 = task * MC, i1 = std::min<int64_t>(p->m, i0 + MC);
   const int64_t b0 = i0 / mr, b1 = (i1 + mr - 1) / mr;
-  int8_t* row = nullptr;
-  float* normed = nullptr;
   const bool prologue = job.x && job.ops && job.ops->layer_norm;
-  if (job.x) {
+  const bool blockwise = job.kern->pack_block != nullptr;
+  // Codes of the rows being packed: one row at a time, or a whole mr-row block for pack_block
+  // (then one more row of zeros for the rows past the matrix).
+  int8_t* codes = nullptr;
+  float* normed = nullptr;
+  if (job.x || blockwise) {
     std::vector<int8_t>& buf = row_scratch();
-    if ((int64_t)buf.size() < p->k) buf.resize(p->k);
-    row = buf.data();
+    const size_t need = (size_t)p->k * (blockwise ? mr + 1 : 1);
+    if (buf.size() < need) buf.resize(need);
+    codes = buf.data();
+    if (blockwise) std::memset(codes + (size_t)mr * p->k, 0, (size_t)p->k);
   }
   if (prologue) {
     std::vector<float>& buf = float_row_scratch();
     if ((int64_t)buf.size() < p->k) buf.resize(p->k);
     normed = buf.data();
   }
+  // The codes of row i: quantized from x (after the prologue) into dst, or the given codes.
+  auto row_codes = [&](int64_t i, int8_t* dst) -> const int8_t* {
+    if (!job.x) return p->a + i * p->lda;
+    const float* src = job.x + i * job.ldx;
+    if (prologue) {
+      prologue_row(job.kern, job.ops, src, i, p->k, normed);
+      src = normed;
+    }
+    job.kern->quant_row(src, p->k, job.qmax, job.clip, dst, job.sa_out + i);
+    return dst;
+  };
+  const uint8_t flip = job.kern->offset_a ? 0x80 : 0x00;
   for (int64_t b = b0; b < b1; b++) {
     uint8_t* blk = job.ap + b * block_bytes(job);
+    if (blockwise) {
+      const int8_t* rows[16];
+      for (int r = 0; r < mr; r++) {
+        const int64_t i = b * mr + r;
+        rows[r] = i < p->m ? row_codes(i, codes + (size_t)r * p->k) : codes + (size_t)mr * p->k;
+      }
+      job.kern->pack_block(rows, p->k, job.steps, flip, blk);
+      continue;
+    }
     for (int r = 0; r < mr; r++) {
       const int64_t i = b * mr + r;
       if (i >= p->m) { pad_row(job, r, blk); continue; }
-      if (prologue) {
-        prologue_row(job.kern, job.ops, job.x + i * job.ldx, i, p->k, normed);
-        job.kern->quant_row(normed, p->k, job.qmax, job.clip, row, job.sa_out + i);
-        scatter_row(job, row, r, blk);
-      } else if (job.x) {
-        job.kern->quant_row(job.x + i * job.ldx, p->k, job.qmax, job.clip, row, job.sa_out + i);
-        scatter_row(job, row, r, blk);
-      } else {
-        scatter_row(job, p->a + i * p->lda, r, blk);
-      }
+      scatter_row(job, row_codes(i, codes), r, blk);
     }
   }
 }

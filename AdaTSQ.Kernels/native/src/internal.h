@@ -29,6 +29,10 @@ struct TileArgs {
 using TileFn = void (*)(const TileArgs*);
 using QuantRowsFn = void (*)(const float* x, int64_t k, int32_t qmax, float clip, int8_t* q, float* scale);
 using LnModRowFn = void (*)(const float* x, int64_t k, float eps, const float* shift, const float* scale, float* out);
+// Packs one block of mr rows of int8 codes (rows[r] = k codes of row r; rows past the matrix point to
+// zeros) into [steps][mr][4] bytes, each byte XOR flip (0x80 for the VNNI u8 operand), zero-padded
+// from k to steps * 4. Null in a table: the driver packs row by row.
+using PackBlockFn = void (*)(const int8_t* const* rows, int64_t k, int64_t steps, uint8_t flip, uint8_t* blk);
 using PostRowsFn = void (*)(float* c, int64_t ldc, int rows, int cols, int64_t row0, int64_t col0, const adatsq_linear_ops* ops);
 
 struct IsaKernels {
@@ -38,6 +42,7 @@ struct IsaKernels {
   QuantRowsFn quant_row;
   LnModRowFn ln_mod_row;   // fused_ops.inc
   PostRowsFn post_rows;    // fused_ops.inc
+  PackBlockFn pack_block;  // optional (see PackBlockFn)
 };
 
 // Each returns false when the translation unit was not compiled with that ISA.

@@ -242,6 +242,37 @@ void quant_row_avx512(const float* x, int64_t k, int32_t qmax, float clip, int8_
   }
 }
 
+// Packs 8 rows of codes into [steps][8][4] (one 32-byte group per k4 step): per 16 codes of each row
+// (four k4 steps), the 8 x 4 dword transpose of two zmm registers gives steps 4c, 4c+1 and 4c+2, 4c+3
+// as two 64-byte stores; the remaining steps (k not a multiple of 16, zero padding) byte by byte.
+void pack_block_avx512(const int8_t* const* rows, int64_t k, int64_t steps, uint8_t flip, uint8_t* blk) {
+  static_assert(MR == 8, "the transpose below is for 8 rows");
+  // Result lane t (t < 8) of step j is dword j of row t: rows 0-3 sit in a's four 128-bit lanes, rows 4-7 in b's.
+  alignas(64) static const int32_t idx01[16] = {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};
+  alignas(64) static const int32_t idx23[16] = {2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+  const __m512i i01 = _mm512_load_si512(idx01), i23 = _mm512_load_si512(idx23);
+  const __m512i fl = _mm512_set1_epi8((char)flip);
+  const int64_t chunks = k / 16;
+  for (int64_t c = 0; c < chunks; c++) {
+    __m512i a = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(rows[0] + 16 * c)));
+    a = _mm512_inserti32x4(a, _mm_loadu_si128((const __m128i*)(rows[1] + 16 * c)), 1);
+    a = _mm512_inserti32x4(a, _mm_loadu_si128((const __m128i*)(rows[2] + 16 * c)), 2);
+    a = _mm512_inserti32x4(a, _mm_loadu_si128((const __m128i*)(rows[3] + 16 * c)), 3);
+    __m512i b = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(rows[4] + 16 * c)));
+    b = _mm512_inserti32x4(b, _mm_loadu_si128((const __m128i*)(rows[5] + 16 * c)), 1);
+    b = _mm512_inserti32x4(b, _mm_loadu_si128((const __m128i*)(rows[6] + 16 * c)), 2);
+    b = _mm512_inserti32x4(b, _mm_loadu_si128((const __m128i*)(rows[7] + 16 * c)), 3);
+    _mm512_storeu_si512(blk + (4 * c) * 32, _mm512_xor_si512(_mm512_permutex2var_epi32(a, i01, b), fl));
+    _mm512_storeu_si512(blk + (4 * c + 2) * 32, _mm512_xor_si512(_mm512_permutex2var_epi32(a, i23, b), fl));
+  }
+  for (int64_t s = 4 * chunks; s < steps; s++)
+    for (int r = 0; r < MR; r++)
+      for (int kk = 0; kk < 4; kk++) {
+        const int64_t kidx = 4 * s + kk;
+        blk[(s * MR + r) * 4 + kk] = (uint8_t)((kidx < k ? (uint8_t)rows[r][kidx] : 0) ^ flip);
+      }
+}
+
 }  // namespace
 
 bool kernels_avx512vnni(IsaKernels* out) {
@@ -251,6 +282,7 @@ bool kernels_avx512vnni(IsaKernels* out) {
   out->quant_row = quant_row_avx512;
   out->ln_mod_row = ln_mod_row_impl;
   out->post_rows = post_rows_impl;
+  out->pack_block = pack_block_avx512;
   return true;
 }
 
