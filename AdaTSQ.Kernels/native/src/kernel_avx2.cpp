@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #define ADATSQ_DOT(acc, a, absA, b) \
   _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((absA), _mm256_sign_epi8((b), (a))), ones))
+#define ADATSQ_ASM_K_LOOP 0
 #define ADATSQ_OFFSET_A 0
 namespace adatsq_avx2 {
 #include "kernel_avx256.inc"
