@@ -172,6 +172,97 @@ void dot_w4_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32
       : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
+// Epilogue of a full 8 x 48 tile with one group, in registers (no int32 round trip through memory):
+// c[r][j] = fma(float(acc - 128 * cs[j]) * sb[j], sa[r], bias[j]) — the same operations, in the same
+// order, as the intrinsics epilogue in tile(), so both give the same bits. c advances by ldcb bytes per row.
+#define ADATSQ_EPILOGUE_F32 \
+    "vpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\tvpslld $7, 128(%[cs]), %%zmm26\n\t" \
+    "vmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\tvmovups 128(%[sc]), %%zmm29\n\t" \
+    "vbroadcastss 0(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvmulps %%zmm27, %%zmm0, %%zmm0\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm0\n\tvmovups %%zmm0, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\tvmulps %%zmm28, %%zmm1, %%zmm1\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm1\n\tvmovups %%zmm1, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm2, %%zmm2\n\tvcvtdq2ps %%zmm2, %%zmm2\n\tvmulps %%zmm29, %%zmm2, %%zmm2\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm2\n\tvmovups %%zmm2, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 4(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvmulps %%zmm27, %%zmm3, %%zmm3\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm3\n\tvmovups %%zmm3, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\tvmulps %%zmm28, %%zmm4, %%zmm4\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm4\n\tvmovups %%zmm4, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm5, %%zmm5\n\tvcvtdq2ps %%zmm5, %%zmm5\n\tvmulps %%zmm29, %%zmm5, %%zmm5\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm5\n\tvmovups %%zmm5, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 8(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvmulps %%zmm27, %%zmm6, %%zmm6\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm6\n\tvmovups %%zmm6, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\tvmulps %%zmm28, %%zmm7, %%zmm7\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm7\n\tvmovups %%zmm7, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm8, %%zmm8\n\tvcvtdq2ps %%zmm8, %%zmm8\n\tvmulps %%zmm29, %%zmm8, %%zmm8\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm8\n\tvmovups %%zmm8, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 12(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvmulps %%zmm27, %%zmm9, %%zmm9\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm9\n\tvmovups %%zmm9, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\tvmulps %%zmm28, %%zmm10, %%zmm10\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm10\n\tvmovups %%zmm10, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm11, %%zmm11\n\tvcvtdq2ps %%zmm11, %%zmm11\n\tvmulps %%zmm29, %%zmm11, %%zmm11\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm11\n\tvmovups %%zmm11, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 16(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\tvmulps %%zmm27, %%zmm12, %%zmm12\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm12\n\tvmovups %%zmm12, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm13, %%zmm13\n\tvcvtdq2ps %%zmm13, %%zmm13\n\tvmulps %%zmm28, %%zmm13, %%zmm13\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm13\n\tvmovups %%zmm13, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm14, %%zmm14\n\tvcvtdq2ps %%zmm14, %%zmm14\n\tvmulps %%zmm29, %%zmm14, %%zmm14\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm14\n\tvmovups %%zmm14, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 20(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\tvmulps %%zmm27, %%zmm15, %%zmm15\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm15\n\tvmovups %%zmm15, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm16, %%zmm16\n\tvcvtdq2ps %%zmm16, %%zmm16\n\tvmulps %%zmm28, %%zmm16, %%zmm16\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm16\n\tvmovups %%zmm16, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm17, %%zmm17\n\tvcvtdq2ps %%zmm17, %%zmm17\n\tvmulps %%zmm29, %%zmm17, %%zmm17\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm17\n\tvmovups %%zmm17, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 24(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\tvmulps %%zmm27, %%zmm18, %%zmm18\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm18\n\tvmovups %%zmm18, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm19, %%zmm19\n\tvcvtdq2ps %%zmm19, %%zmm19\n\tvmulps %%zmm28, %%zmm19, %%zmm19\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm19\n\tvmovups %%zmm19, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm20, %%zmm20\n\tvcvtdq2ps %%zmm20, %%zmm20\n\tvmulps %%zmm29, %%zmm20, %%zmm20\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm20\n\tvmovups %%zmm20, 128(%[c])\n\t" \
+    "add %[ldcb], %[c]\n\t" \
+    "vbroadcastss 28(%[sa]), %%zmm30\n\t" \
+    "vpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\tvmulps %%zmm27, %%zmm21, %%zmm21\n\t" \
+    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm21\n\tvmovups %%zmm21, 0(%[c])\n\t" \
+    "vpsubd %%zmm25, %%zmm22, %%zmm22\n\tvcvtdq2ps %%zmm22, %%zmm22\n\tvmulps %%zmm28, %%zmm22, %%zmm22\n\t" \
+    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm22\n\tvmovups %%zmm22, 64(%[c])\n\t" \
+    "vpsubd %%zmm26, %%zmm23, %%zmm23\n\tvcvtdq2ps %%zmm23, %%zmm23\n\tvmulps %%zmm29, %%zmm23, %%zmm23\n\t" \
+    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm23\n\tvmovups %%zmm23, 128(%[c])\n\t"
+
+alignas(64) const float kZeroBias[NR] = {};
+
+void dot_w8_f32(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t* cs, const float* sc,
+                const float* sa, const float* bias, float* c, int64_t ldcb) {
+  __asm__ volatile(
+      ADATSQ_ZERO_ACC ADATSQ_K_LOOP_W8 ADATSQ_EPILOGUE_F32
+      : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps), [c] "+r"(c)
+      : [cs] "r"(cs), [sc] "r"(sc), [sa] "r"(sa), [bias] "r"(bias), [ldcb] "r"(ldcb)
+      : ADATSQ_ALL_ZMM, "cc", "memory");
+}
+
+void dot_w4_f32(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t* cs, const float* sc,
+                const float* sa, const float* bias, float* c, int64_t ldcb) {
+  const int32_t high = (int32_t)0xF0F0F0F0;
+  __asm__ volatile(
+      ADATSQ_ZERO_ACC "vpbroadcastd %[high], %%zmm31\n\t" ADATSQ_K_LOOP_W4 ADATSQ_EPILOGUE_F32
+      : [a] "+r"(a), [b] "+r"(b), [n] "+r"(steps), [c] "+r"(c)
+      : [cs] "r"(cs), [sc] "r"(sc), [sa] "r"(sa), [bias] "r"(bias), [ldcb] "r"(ldcb), [high] "m"(high)
+      : ADATSQ_ALL_ZMM, "cc", "memory");
+}
+
 // One MR x NR tile: for each scale group, the integer dot products over its k4 steps (A packed
 // [steps][MR][4] as u8 = a + 128, B [steps][NR][4] s8, or nibbles for W4), the +128 correction
 // (minus 128 * the group's column sums) and, with several groups, a running fp32 sum; then the
@@ -183,6 +274,13 @@ void tile(const TileArgs* t) {
   const int rows = t->rows;
   const int64_t groups = t->groups, gs = t->group_steps, np = t->np;
   const int64_t step_bytes_b = W4 ? NR * 2 : NR * 4;  // bytes of packed B per k4 step
+  if (groups == 1 && !t->out_int32 && rows == MR && t->cols == NR) {  // a full tile: epilogue in registers
+    const float* bias = t->bias ? t->bias : kZeroBias;
+    const int64_t ldcb = t->ldc * (int64_t)sizeof(float);
+    if (W4) dot_w4_f32(t->ap, t->bp, gs, t->colsum, t->sb, t->sa, bias, (float*)t->c, ldcb);
+    else dot_w8_f32(t->ap, t->bp, gs, t->colsum, t->sb, t->sa, bias, (float*)t->c, ldcb);
+    return;
+  }
   if (groups == 1) {
     if (W4) dot_w4(t->ap, t->bp, gs, &acc[0][0]); else dot_w8(t->ap, t->bp, gs, &acc[0][0]);
   } else {
