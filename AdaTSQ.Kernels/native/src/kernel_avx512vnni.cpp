@@ -172,6 +172,102 @@ void dot_w4_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32
       : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
+// Per-group 4-bit weights, half a tile at a time (4 rows x 48 columns), so that the running fp32
+// sums stay in registers instead of being folded through memory after every group: accumulators
+// zmm0-zmm11 (row r, column block j: zmm(3r+j)), float sums zmm12-zmm23, raw B nibbles in
+// zmm24-zmm26, the low ones in zmm27-zmm29, A broadcast in zmm30, the 0xF0 mask in zmm31; the
+// group's column sums in zmm27-zmm29 while folding. Per group: zero the accumulators, run the
+// group's k4 steps, then p += sb * float(acc - 128 * colsum) (one fma: the same operation and
+// rounding as the fold through memory). a points at the half's first row inside the 8-row packed
+// block (+16 bytes for rows 4-7), so A steps by 32 bytes per k4 step. Both halves read the whole
+// weight panel, so this pays only while the panel stays in L1 (measured on Zen 5, 2026-12-02, 1024
+// rows, g64, 2 threads: K = 1152 (27 KB panel) 9.6 vs 10.1 ms, K = 192 0.34 vs 0.42 ms; K = 4608
+// (110 KB) no gain; 8-bit weights (55 KB at K = 1152) 13 % slower).
+constexpr int64_t kHalvesMaxPanelBytes = 32 * 1024;
+#define ADATSQ_G_ZERO_ACC \
+    "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t" \
+    "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t" \
+    "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t" \
+    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+#define ADATSQ_G_ZERO_P \
+    "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
+    "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
+    "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
+    "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+#define ADATSQ_G_K_LOOP_W4 \
+    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\t" \
+    "vpsllw $4, %%zmm24, %%zmm27\n\tvpsllw $4, %%zmm25, %%zmm28\n\tvpsllw $4, %%zmm26, %%zmm29\n\t" \
+    "vpandd %%zmm31, %%zmm27, %%zmm27\n\tvpandd %%zmm31, %%zmm28, %%zmm28\n\tvpandd %%zmm31, %%zmm29, %%zmm29\n\t" \
+    "vpbroadcastd 0(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm0\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm1\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm2\n\t" \
+    "vpbroadcastd 4(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm3\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm4\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm5\n\t" \
+    "vpbroadcastd 8(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm6\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm7\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm8\n\t" \
+    "vpbroadcastd 12(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm27, %%zmm30, %%zmm9\n\t" \
+    "vpdpbusd %%zmm28, %%zmm30, %%zmm10\n\t" \
+    "vpdpbusd %%zmm29, %%zmm30, %%zmm11\n\t" \
+    "vpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\tvpandd %%zmm31, %%zmm26, %%zmm26\n\t" \
+    "vpbroadcastd 32(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm0\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm1\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm2\n\t" \
+    "vpbroadcastd 36(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm3\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm4\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm5\n\t" \
+    "vpbroadcastd 40(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm6\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm7\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm8\n\t" \
+    "vpbroadcastd 44(%[a]), %%zmm30\n\t" \
+    "vpdpbusd %%zmm24, %%zmm30, %%zmm9\n\t" \
+    "vpdpbusd %%zmm25, %%zmm30, %%zmm10\n\t" \
+    "vpdpbusd %%zmm26, %%zmm30, %%zmm11\n\t" \
+    "add $64, %[a]\n\tadd $192, %[b]\n\tsub $2, %[n]\n\tjnz 1b\n\t"
+#define ADATSQ_G_FOLD \
+    "vpslld $7, 0(%[cs]), %%zmm27\n\tvpslld $7, 64(%[cs]), %%zmm28\n\tvpslld $7, 128(%[cs]), %%zmm29\n\t" \
+    "vpsubd %%zmm27, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvfmadd231ps 0(%[sc]), %%zmm0, %%zmm12\n\t" \
+    "vpsubd %%zmm28, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\tvfmadd231ps 64(%[sc]), %%zmm1, %%zmm13\n\t" \
+    "vpsubd %%zmm29, %%zmm2, %%zmm2\n\tvcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd231ps 128(%[sc]), %%zmm2, %%zmm14\n\t" \
+    "vpsubd %%zmm27, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvfmadd231ps 0(%[sc]), %%zmm3, %%zmm15\n\t" \
+    "vpsubd %%zmm28, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\tvfmadd231ps 64(%[sc]), %%zmm4, %%zmm16\n\t" \
+    "vpsubd %%zmm29, %%zmm5, %%zmm5\n\tvcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd231ps 128(%[sc]), %%zmm5, %%zmm17\n\t" \
+    "vpsubd %%zmm27, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvfmadd231ps 0(%[sc]), %%zmm6, %%zmm18\n\t" \
+    "vpsubd %%zmm28, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\tvfmadd231ps 64(%[sc]), %%zmm7, %%zmm19\n\t" \
+    "vpsubd %%zmm29, %%zmm8, %%zmm8\n\tvcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd231ps 128(%[sc]), %%zmm8, %%zmm20\n\t" \
+    "vpsubd %%zmm27, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvfmadd231ps 0(%[sc]), %%zmm9, %%zmm21\n\t" \
+    "vpsubd %%zmm28, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\tvfmadd231ps 64(%[sc]), %%zmm10, %%zmm22\n\t" \
+    "vpsubd %%zmm29, %%zmm11, %%zmm11\n\tvcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd231ps 128(%[sc]), %%zmm11, %%zmm23\n\t" \
+    "add %[gstride], %[cs]\n\tadd %[gstride], %[sc]\n\t"
+#define ADATSQ_G_STORE_P \
+    "vmovups %%zmm12, 0(%[p])\n\tvmovups %%zmm13, 64(%[p])\n\tvmovups %%zmm14, 128(%[p])\n\t" \
+    "vmovups %%zmm15, 192(%[p])\n\tvmovups %%zmm16, 256(%[p])\n\tvmovups %%zmm17, 320(%[p])\n\t" \
+    "vmovups %%zmm18, 384(%[p])\n\tvmovups %%zmm19, 448(%[p])\n\tvmovups %%zmm20, 512(%[p])\n\t" \
+    "vmovups %%zmm21, 576(%[p])\n\tvmovups %%zmm22, 640(%[p])\n\tvmovups %%zmm23, 704(%[p])\n\t"
+
+// p [4][48] floats = the half tile's sums over all groups. gstride = np * 4 bytes (one group of
+// column sums or scales).
+void groups_w4(const uint8_t* a, const uint8_t* b, int64_t steps, int64_t groups, const int32_t* cs, const float* sc,
+               int64_t gstride, float* p) {
+  const int32_t high = (int32_t)0xF0F0F0F0;
+  int64_t n;
+  __asm__ volatile(
+      ADATSQ_G_ZERO_P "vpbroadcastd %[high], %%zmm31\n\t"
+      "2:\n\t" ADATSQ_G_ZERO_ACC "mov %[steps], %[n]\n\t" ADATSQ_G_K_LOOP_W4 ADATSQ_G_FOLD
+      "dec %[g]\n\tjnz 2b\n\t" ADATSQ_G_STORE_P
+      : [a] "+r"(a), [b] "+r"(b), [n] "=&r"(n), [g] "+r"(groups), [cs] "+r"(cs), [sc] "+r"(sc)
+      : [steps] "r"(steps), [gstride] "r"(gstride), [p] "r"(p), [high] "m"(high)
+      : ADATSQ_ALL_ZMM, "cc", "memory");
+}
+
 // Epilogue of a full 8 x 48 tile with one group, in registers (no int32 round trip through memory):
 // c[r][j] = fma(float(acc - 128 * cs[j]) * sb[j], sa[r], bias[j]) — the same operations, in the same
 // order, as the intrinsics epilogue in tile(), so both give the same bits. c advances by ldcb bytes per row.
@@ -284,12 +380,18 @@ void tile(const TileArgs* t) {
   if (groups == 1) {
     if (W4) dot_w4(t->ap, t->bp, gs, &acc[0][0]); else dot_w8(t->ap, t->bp, gs, &acc[0][0]);
   } else {
-    for (int i = 0; i < MR * NR; i += 16) _mm512_store_ps(&part[0][0] + i, _mm512_setzero_ps());
-    for (int64_t g = 0; g < groups; g++) {
-      const uint8_t* a = t->ap + g * gs * MR * 4;
-      const uint8_t* b = t->bp + g * gs * step_bytes_b;
-      if (W4) dot_w4_group(a, b, gs, t->colsum + g * np, t->sb + g * np, &part[0][0]);
-      else dot_w8_group(a, b, gs, t->colsum + g * np, t->sb + g * np, &part[0][0]);
+    if (W4 && gs * groups * NR * 2 <= kHalvesMaxPanelBytes) {
+      // W4 whose weight panel stays in L1 while both halves read it: sums in registers
+      for (int h = 0; h * 4 < rows; h++)  // rows past the matrix: that half is not computed
+        groups_w4(t->ap + 16 * h, t->bp, gs, groups, t->colsum, t->sb, np * 4, &part[4 * h][0]);
+    } else {
+      for (int i = 0; i < MR * NR; i += 16) _mm512_store_ps(&part[0][0] + i, _mm512_setzero_ps());
+      for (int64_t g = 0; g < groups; g++) {
+        const uint8_t* a = t->ap + g * gs * MR * 4;
+        const uint8_t* b = t->bp + g * gs * step_bytes_b;
+        if (W4) dot_w4_group(a, b, gs, t->colsum + g * np, t->sb + g * np, &part[0][0]);
+        else dot_w8_group(a, b, gs, t->colsum + g * np, t->sb + g * np, &part[0][0]);
+      }
     }
   }
   for (int j = 0; j < 3; j++) {
