@@ -12,7 +12,8 @@ namespace AdaTSQ.Benchmarks;
 /// <c>quick-gemm [M K N]</c> (the VNNI peak, fp32/bf16 matmul and the integer linears at one shape),
 /// <c>quick-dit [model]</c> (one DiT forward per mode, the time inside the integer linears,
 /// and the process's peak resident memory), <c>quick-ops</c> (a DiT block's non-linear ops in TorchSharp),
-/// <c>quick-fused</c> (the same ops as the kernels' fused prologue / epilogue) and <c>quick-block</c>
+/// <c>quick-fused</c> (the same ops as the kernels' fused prologue / epilogue), <c>quick-managed [M K N]</c>
+/// (the managed fallback's AVX-VNNI and AVX2 paths beside the native kernel) and <c>quick-block</c>
 /// (one DiT-S/2 block's four integer linears with their fusions). Each figure is the median of several timed runs after
 /// warm-up; 2 threads.
 /// </summary>
@@ -28,6 +29,9 @@ public static class QuickTiming
             case "quick-gemm":
                 int m = args.Length > 3 ? int.Parse(args[1]) : 1024, k = args.Length > 3 ? int.Parse(args[2]) : 1152, n = args.Length > 3 ? int.Parse(args[3]) : 4608;
                 Gemm(m, k, n);
+                return true;
+            case "quick-managed":
+                Managed(args.Length > 3 ? int.Parse(args[1]) : 1024, args.Length > 3 ? int.Parse(args[2]) : 1152, args.Length > 3 ? int.Parse(args[3]) : 4608);
                 return true;
             case "quick-dit":
                 Dit(args.Length > 1 ? args[1] : "DiT-S/2-b4", args.Length > 2 ? args[2].Split(',') : ["FP32", "BF16", "W8A8-int", "W4A8-int"]);
@@ -117,6 +121,43 @@ public static class QuickTiming
         Console.WriteLine($"W8A8 linear vs fp32 {fp32 / w8a8:F2}x, vs bf16 {bf16 / w8a8:F2}x; W4A8 vs fp32 {fp32 / w4a8:F2}x; fused W8A8 vs fp32 {fp32 / fused:F2}x, vs bf16 {bf16 / fused:F2}x; fused W4A8 vs fp32 {fp32 / fused4:F2}x (per-channel {fp32 / fused4c:F2}x); " +
             $"weight bytes fp32 {4L * n * k:N0}, W8 {p8.StorageBytes:N0}, W4 g64 {p4.StorageBytes:N0}");
         Console.WriteLine($"load after: {File.ReadAllText("/proc/loadavg").Trim()}");
+    }
+
+    // The managed fallback's vector paths side by side (W8A8 and W4A8 g64 linears, activation
+    // quantization included), each against the native AVX-512 kernel of the same call.
+    private static void Managed(int m, int k, int n)
+    {
+        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
+        var rng = new Random(1);
+        var xs = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var w8 = Enumerable.Range(0, n * k).Select(_ => (sbyte)rng.Next(-127, 128)).ToArray();
+        var w4 = new byte[n * ((k + 1) / 2)];
+        rng.NextBytes(w4);
+        for (int i = 0; i < w4.Length; i++) { if ((w4[i] & 0xF) == 8) w4[i] ^= 1; if ((w4[i] >> 4) == 8) w4[i] ^= 0x10; }
+        using var p8 = PackedWeights.FromInt8(w8, Enumerable.Repeat(0.01f, n).ToArray(), n, k);
+        using var p4 = PackedWeights.FromInt4(w4, Enumerable.Repeat(0.01f, n * ((k + 63) / 64)).ToArray(), n, k, groupSize: 64);
+        var codes = new sbyte[m * k];
+        var scales = new float[m];
+        var y = new float[m * n];
+        var managed = new KernelOptions { Isa = KernelIsa.Managed, Threads = 2 };
+        var native = new KernelOptions { Threads = 2 };
+        double ops = 2.0 * m * n * k;
+        Console.WriteLine($"M={m} K={k} N={n}, 2 threads, median ms");
+        foreach (var (name, vnni) in new[] { ("managed AVX-VNNI", true), ("managed AVX2", false) })
+        {
+            if (vnni && !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) continue;
+            AdaTSQ.Kernels.Managed.ManagedGemm.UseAvxVnni = vnni;
+            double t8 = Median(() => IntegerGemm.Linear(xs, m, p8, 8, [], y, codes, scales, managed), 5);
+            double t4 = Median(() => IntegerGemm.Linear(xs, m, p4, 8, [], y, codes, scales, managed), 5);
+            double g8 = Median(() => IntegerGemm.Gemm(codes, scales, m, p8, [], y, managed), 5);
+            Console.WriteLine($"{name,-20} W8A8 {t8,9:F3} ms {ops / t8 / 1e6,6:F0} GOPS   W4A8 g64 {t4,9:F3} ms {ops / t4 / 1e6,6:F0} GOPS   W8A8 codes given {g8,9:F3} ms {ops / g8 / 1e6,6:F0} GOPS");
+        }
+        AdaTSQ.Kernels.Managed.ManagedGemm.UseAvxVnni = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;
+        double q = Median(() => IntegerGemm.QuantizeActivations(xs, m, k, 8, codes, scales, 1.0, managed), 5);
+        Console.WriteLine($"{"managed activation quantization",-32} {q,9:F3} ms");
+        double n8 = Median(() => IntegerGemm.Linear(xs, m, p8, 8, [], y, codes, scales, native), 10);
+        double n4 = Median(() => IntegerGemm.Linear(xs, m, p4, 8, [], y, codes, scales, native), 10);
+        Console.WriteLine($"{"native " + NativeKernels.BestIsa,-20} W8A8 {n8,9:F3} ms {ops / n8 / 1e6,6:F0} GOPS   W4A8 g64 {n4,9:F3} ms {ops / n4 / 1e6,6:F0} GOPS");
     }
 
     // One model per mode: the random DiT, cast (BF16) or quantized with RTN and attached to the integer kernels (-int).

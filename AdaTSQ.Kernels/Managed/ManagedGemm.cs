@@ -1,24 +1,31 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace AdaTSQ.Kernels.Managed;
 
 /// <summary>
-/// The managed fallback, on the same packed layout as the native kernels: AVX2
-/// (<c>vpmaddubsw</c>/<c>vpmaddwd</c> with the sign trick, exact) when the CPU has it, else plain C#.
-/// One row × 24 columns per inner loop; tasks of 128 rows × a block of panels run on
+/// The managed fallback, on the same packed layout as the native kernels: AVX-VNNI
+/// (<see cref="AvxVnni.MultiplyWideningAndAdd(Vector256{int}, Vector256{byte}, Vector256{sbyte})"/>,
+/// 256-bit <c>vpdpbusd</c>) when the CPU has it, else AVX2 (<c>vpmaddubsw</c>/<c>vpmaddwd</c>), else
+/// plain C#. Both vector paths use the sign trick |a| · sign(w, a) = a · w, exact (weights are within
+/// ±127, so no pair of products saturates <c>vpmaddubsw</c>). Four rows × 24 columns per inner loop;
+/// tasks of 128 rows × a block of panels run on
 /// <see cref="Parallel.For(int, int, ParallelOptions, Action{int})"/>.
 /// </summary>
-/// <remarks>.NET exposes 256-bit AVX-VNNI but no 512-bit VNNI; this path does not use AVX-VNNI
-/// (no machine here has it to test on), so it is an AVX2 path at best.</remarks>
+/// <remarks>.NET exposes 256-bit AVX-VNNI but no 512-bit VNNI, hence the native kernels.</remarks>
 internal static unsafe class ManagedGemm
 {
     private const int MC = 128;
     private const int NR = PackedWeights.PanelWidth;
+    private const int MR = 4;  // rows per inner loop
 
-    /// <summary>When false the scalar loops run even on an AVX2 CPU (tests cover both).</summary>
+    /// <summary>When false the scalar loops run even on an AVX2 CPU (tests cover every path).</summary>
     internal static bool UseAvx2 { get; set; } = Avx2.IsSupported;
+
+    /// <summary>When false the AVX2 loops run even on an AVX-VNNI CPU; needs <see cref="UseAvx2"/>.</summary>
+    internal static bool UseAvxVnni { get; set; } = AvxVnni.IsSupported;
 
     public static void QuantizeRows(ReadOnlySpan<float> x, int m, int k, int bits, float clip, Span<sbyte> codes, Span<float> scales, int threads)
     {
@@ -70,20 +77,22 @@ internal static unsafe class ManagedGemm
             int i0 = ib * MC, rows = Math.Min(MC, m - i0);
             int p0 = jb * ncPanels, p1 = Math.Min(panels, p0 + ncPanels);
             int rowBytes = (int)(w.Steps * 4);
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(rowBytes);
-            int[] acc = ArrayPool<int>.Shared.Rent(NR);
-            float[] f = ArrayPool<float>.Shared.Rent(NR);
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(MR * rowBytes);
+            int[] acc = ArrayPool<int>.Shared.Rent(MR * NR);
+            float[] f = ArrayPool<float>.Shared.Rent(MR * NR);
             try
             {
-                fixed (byte* row = buffer)
+                fixed (byte* block = buffer)
                 fixed (int* pacc = acc)
                 fixed (float* pf = f)
-                    for (int r = i0; r < i0 + rows; r++)
+                    for (int r = i0; r < i0 + rows; r += MR)
                     {
-                        // One activation row, zero-padded to the packed K.
-                        new Span<byte>(row, rowBytes).Clear();
-                        new ReadOnlySpan<byte>((byte*)a + (long)r * w.K, w.K).CopyTo(new Span<byte>(row, rowBytes));
-                        for (int p = p0; p < p1; p++) RowPanel(row, r, p, pacc, pf);
+                        // MR activation rows, each zero-padded to the packed K; rows past the block are zeros.
+                        int n = Math.Min(MR, i0 + rows - r);
+                        new Span<byte>(block, MR * rowBytes).Clear();
+                        for (int i = 0; i < n; i++)
+                            new ReadOnlySpan<byte>((byte*)a + (long)(r + i) * w.K, w.K).CopyTo(new Span<byte>(block + i * rowBytes, rowBytes));
+                        for (int p = p0; p < p1; p++) RowsPanel(block, rowBytes, r, n, p, pacc, pf);
                     }
             }
             finally
@@ -94,7 +103,8 @@ internal static unsafe class ManagedGemm
             }
         }
 
-        private void RowPanel(byte* row, int r, int panel, int* acc, float* f)
+        // Rows r .. r + n (n <= MR) of one 48-column panel; acc and f hold MR rows of NR values.
+        private void RowsPanel(byte* block, int rowBytes, int r, int n, int panel, int* acc, float* f)
         {
             long panelBytes = w.Steps * NR * (w.Bits == 4 ? 2 : 4);
             byte* bp = w.Codes + panel * panelBytes;
@@ -102,26 +112,33 @@ internal static unsafe class ManagedGemm
             long groupSteps = w.Group / 4;
             for (int g = 0; g < w.Groups; g++)
             {
-                byte* a = row + g * groupSteps * 4;
+                byte* a = block + g * groupSteps * 4;
                 byte* b = bp + g * groupSteps * NR * (w.Bits == 4 ? 2 : 4);
-                if (UseAvx2) DotAvx2(a, b, groupSteps, w.Bits == 4, acc);
-                else DotScalar(a, b, groupSteps, w.Bits == 4, acc);
-                for (int j = 0; j < cols; j++)
+                if (UseAvx2 && UseAvxVnni && AvxVnni.IsSupported) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: true);
+                else if (UseAvx2) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: false);
+                else
+                    for (int i = 0; i < n; i++) DotScalar(a + i * rowBytes, b, groupSteps, w.Bits == 4, acc + i * NR);
+                float* scale = w.Scale + (long)g * w.PaddedN + col0;  // padded to NR columns
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < NR; j += 8)
+                    {
+                        var v = Vector256.ConvertToSingle(Vector256.Load(acc + i * NR + j)) * Vector256.Load(scale + j);
+                        (g == 0 ? v : Vector256.Load(f + i * NR + j) + v).Store(f + i * NR + j);
+                    }
+            }
+            for (int i = 0; i < n; i++)
+            {
+                if (outInt32)
                 {
-                    float v = acc[j] * w.Scale[(long)g * w.PaddedN + col0 + j];
-                    f[j] = g == 0 ? v : f[j] + v;
+                    int* dst = (int*)c + (long)(r + i) * w.N + col0;
+                    for (int j = 0; j < cols; j++) dst[j] = w.Bits == 4 ? acc[i * NR + j] >> 4 : acc[i * NR + j];
                 }
-            }
-            if (outInt32)
-            {
-                int* dst = (int*)c + (long)r * w.N + col0;
-                for (int j = 0; j < cols; j++) dst[j] = w.Bits == 4 ? acc[j] >> 4 : acc[j];
-            }
-            else
-            {
-                float* dst = (float*)c + (long)r * w.N + col0;
-                float s = ((float*)sa)[r];
-                for (int j = 0; j < cols; j++) dst[j] = MathF.FusedMultiplyAdd(f[j], s, bias == 0 ? 0f : ((float*)bias)[col0 + j]);
+                else
+                {
+                    float* dst = (float*)c + (long)(r + i) * w.N + col0;
+                    float s = ((float*)sa)[r + i];
+                    for (int j = 0; j < cols; j++) dst[j] = MathF.FusedMultiplyAdd(f[i * NR + j], s, bias == 0 ? 0f : ((float*)bias)[col0 + j]);
+                }
             }
         }
     }
@@ -142,18 +159,21 @@ internal static unsafe class ManagedGemm
                 }
     }
 
-    private static void DotAvx2(byte* a, byte* b, long steps, bool w4, int* acc)
+    // acc[i * 48 + j] = Σ over `steps` k4 steps of a_i · b_j for the MR rows a_i (row stride rowBytes),
+    // half a panel (24 columns) at a time: 12 accumulators, each B load serves MR rows. vnni: one
+    // vpdpbusd per 32 products instead of vpmaddubsw + vpmaddwd + vpaddd (the JIT drops the branch's
+    // dead side: vnni is the same for a whole call).
+    private static void DotRows(byte* a, int rowBytes, byte* b, long steps, bool w4, int* acc, bool vnni)
     {
         var ones = Vector256.Create((short)1);
         var high = Vector256.Create((byte)0xF0);
         for (int half = 0; half < 2; half++)
         {
-            Vector256<int> c0 = default, c1 = default, c2 = default;
+            Vector256<int> c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
+            Vector256<int> c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
             byte* bh = b + half * 96;
             for (long s = 0; s < steps; s++)
             {
-                var va = Vector256.Create(*(int*)(a + s * 4)).AsSByte();
-                var abs = Avx2.Abs(va);
                 Vector256<sbyte> b0, b1, b2;
                 if (!w4)
                 {
@@ -172,11 +192,51 @@ internal static unsafe class ManagedGemm
                     }
                     b0 = (v0 & high).AsSByte(); b1 = (v1 & high).AsSByte(); b2 = (v2 & high).AsSByte();
                 }
-                c0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(abs, Avx2.Sign(b0, va)), ones);
-                c1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(abs, Avx2.Sign(b1, va)), ones);
-                c2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(abs, Avx2.Sign(b2, va)), ones);
+                // Each row: |a| · sign(b, a) = a · b, exact; |−128| = 128 as an unsigned byte.
+                var a0 = Vector256.Create(*(int*)(a + s * 4)).AsSByte();
+                var u0 = Avx2.Abs(a0);
+                var a1 = Vector256.Create(*(int*)(a + rowBytes + s * 4)).AsSByte();
+                var u1 = Avx2.Abs(a1);
+                var a2 = Vector256.Create(*(int*)(a + 2 * rowBytes + s * 4)).AsSByte();
+                var u2 = Avx2.Abs(a2);
+                var a3 = Vector256.Create(*(int*)(a + 3 * rowBytes + s * 4)).AsSByte();
+                var u3 = Avx2.Abs(a3);
+                if (vnni)
+                {
+                    c00 = AvxVnni.MultiplyWideningAndAdd(c00, u0, Avx2.Sign(b0, a0));
+                    c01 = AvxVnni.MultiplyWideningAndAdd(c01, u0, Avx2.Sign(b1, a0));
+                    c02 = AvxVnni.MultiplyWideningAndAdd(c02, u0, Avx2.Sign(b2, a0));
+                    c10 = AvxVnni.MultiplyWideningAndAdd(c10, u1, Avx2.Sign(b0, a1));
+                    c11 = AvxVnni.MultiplyWideningAndAdd(c11, u1, Avx2.Sign(b1, a1));
+                    c12 = AvxVnni.MultiplyWideningAndAdd(c12, u1, Avx2.Sign(b2, a1));
+                    c20 = AvxVnni.MultiplyWideningAndAdd(c20, u2, Avx2.Sign(b0, a2));
+                    c21 = AvxVnni.MultiplyWideningAndAdd(c21, u2, Avx2.Sign(b1, a2));
+                    c22 = AvxVnni.MultiplyWideningAndAdd(c22, u2, Avx2.Sign(b2, a2));
+                    c30 = AvxVnni.MultiplyWideningAndAdd(c30, u3, Avx2.Sign(b0, a3));
+                    c31 = AvxVnni.MultiplyWideningAndAdd(c31, u3, Avx2.Sign(b1, a3));
+                    c32 = AvxVnni.MultiplyWideningAndAdd(c32, u3, Avx2.Sign(b2, a3));
+                }
+                else
+                {
+                    c00 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b0, a0)), ones);
+                    c01 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b1, a0)), ones);
+                    c02 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b2, a0)), ones);
+                    c10 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(b0, a1)), ones);
+                    c11 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(b1, a1)), ones);
+                    c12 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(b2, a1)), ones);
+                    c20 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u2, Avx2.Sign(b0, a2)), ones);
+                    c21 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u2, Avx2.Sign(b1, a2)), ones);
+                    c22 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u2, Avx2.Sign(b2, a2)), ones);
+                    c30 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u3, Avx2.Sign(b0, a3)), ones);
+                    c31 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u3, Avx2.Sign(b1, a3)), ones);
+                    c32 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u3, Avx2.Sign(b2, a3)), ones);
+                }
             }
-            c0.Store(acc + half * 24); c1.Store(acc + half * 24 + 8); c2.Store(acc + half * 24 + 16);
+            int* h = acc + half * 24;
+            c00.Store(h); c01.Store(h + 8); c02.Store(h + 16);
+            c10.Store(h + NR); c11.Store(h + NR + 8); c12.Store(h + NR + 16);
+            c20.Store(h + 2 * NR); c21.Store(h + 2 * NR + 8); c22.Store(h + 2 * NR + 16);
+            c30.Store(h + 3 * NR); c31.Store(h + 3 * NR + 8); c32.Store(h + 3 * NR + 16);
         }
     }
 }

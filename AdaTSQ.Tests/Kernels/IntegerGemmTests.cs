@@ -7,14 +7,21 @@ namespace AdaTSQ.Tests.Kernels;
 [NonParallelizable]
 public class IntegerGemmTests
 {
-    public static readonly string[] Paths = ["avx512vnni", "avxvnni", "avx2", "scalar", "managed", "managed-scalar"];
+    public static readonly string[] Paths = ["avx512vnni", "avxvnni", "avx2", "scalar", "managed-avxvnni", "managed", "managed-scalar"];
 
     private static readonly (int M, int N, int K)[] Shapes = [(1, 1, 1), (1, 50, 75), (37, 101, 75), (130, 97, 203), (9, 48, 64)];
 
     private static KernelOptions Options(string path, int threads)
     {
         ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        ManagedGemm.UseAvxVnni = false;  // "managed" = the AVX2 loops
         if (path == "managed-scalar") { ManagedGemm.UseAvx2 = false; path = "managed"; }
+        if (path == "managed-avxvnni")
+        {
+            if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) Assert.Ignore("the managed AVX-VNNI path needs a CPU with AVX-VNNI; this one lacks it.");
+            ManagedGemm.UseAvxVnni = true;
+            path = "managed";
+        }
         var isa = NativeKernels.ParseIsa(path);
         if (!NativeKernels.IsSupported(isa))
             Assert.Ignore($"ISA path {isa} is not available on this machine ({NativeKernels.UnavailableReason ?? "CPU lacks it"}); supported: {string.Join(", ", NativeKernels.SupportedIsas)}.");
@@ -25,6 +32,7 @@ public class IntegerGemmTests
     public void RestoreManaged()
     {
         ManagedGemm.UseAvx2 = System.Runtime.Intrinsics.X86.Avx2.IsSupported;
+        ManagedGemm.UseAvxVnni = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;
         NativeKernels.ShareTorchThreads = true;
     }
 
@@ -140,7 +148,7 @@ public class IntegerGemmTests
             IntegerGemm.QuantizeActivations(x, m, k, aBits, codes, scales, 0.9, options);
             IntegerGemm.Gemm(codes, scales, m, w, ReadOnlySpan<float>.Empty, expected, options);
             Assert.That(noBias, Is.EqualTo(expected), $"{path} {config} M={m} N={n} K={k} threads={threads}, clip 0.9, no bias");
-            if (threads == 2 && m > 1 && path != "managed" && path != "managed-scalar")
+            if (threads == 2 && m > 1 && !path.StartsWith("managed"))
                 Assert.That(NativeKernels.LastCallUsedOpenMp, Is.EqualTo(shareTorchThreads), "which threads ran the last call");
         }
     }
