@@ -65,6 +65,17 @@ public static class QuickTiming
         return times[times.Count / 2];
     }
 
+    // Random weight codes [n, k] on the kernels' restricted grids: int8 in ±127, and int4 nibbles
+    // (two per byte) in ±7.
+    private static (sbyte[] W8, byte[] W4) RandomWeightCodes(int n, int k, Random rng)
+    {
+        var w8 = Enumerable.Range(0, n * k).Select(_ => (sbyte)rng.Next(-127, 128)).ToArray();
+        var w4 = new byte[n * ((k + 1) / 2)];
+        rng.NextBytes(w4);
+        for (int i = 0; i < w4.Length; i++) { if ((w4[i] & 0xF) == 8) w4[i] ^= 1; if ((w4[i] >> 4) == 8) w4[i] ^= 0x10; }
+        return (w8, w4);
+    }
+
     private static void Gemm(int m, int k, int n)
     {
         Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  isa {NativeKernels.BestIsa}");
@@ -78,11 +89,7 @@ public static class QuickTiming
         using var wb = w.to(ScalarType.BFloat16);
         using var wt = w.t();
         using var wbt = wb.t();
-        var rng = new Random(1);
-        var w8 = Enumerable.Range(0, n * k).Select(_ => (sbyte)rng.Next(-127, 128)).ToArray();
-        var w4 = new byte[n * ((k + 1) / 2)];
-        rng.NextBytes(w4);
-        for (int i = 0; i < w4.Length; i++) { if ((w4[i] & 0xF) == 8) w4[i] ^= 1; if ((w4[i] >> 4) == 8) w4[i] ^= 0x10; }
+        var (w8, w4) = RandomWeightCodes(n, k, new Random(1));
         using var p8 = PackedWeights.FromInt8(w8, Enumerable.Repeat(0.01f, n).ToArray(), n, k);
         using var p4 = PackedWeights.FromInt4(w4, Enumerable.Repeat(0.01f, n * ((k + 63) / 64)).ToArray(), n, k, groupSize: 64);
         using var p4c = PackedWeights.FromInt4(w4, Enumerable.Repeat(0.01f, n).ToArray(), n, k);
@@ -130,10 +137,7 @@ public static class QuickTiming
         Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
         var rng = new Random(1);
         var xs = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        var w8 = Enumerable.Range(0, n * k).Select(_ => (sbyte)rng.Next(-127, 128)).ToArray();
-        var w4 = new byte[n * ((k + 1) / 2)];
-        rng.NextBytes(w4);
-        for (int i = 0; i < w4.Length; i++) { if ((w4[i] & 0xF) == 8) w4[i] ^= 1; if ((w4[i] >> 4) == 8) w4[i] ^= 0x10; }
+        var (w8, w4) = RandomWeightCodes(n, k, rng);
         using var p8 = PackedWeights.FromInt8(w8, Enumerable.Repeat(0.01f, n).ToArray(), n, k);
         using var p4 = PackedWeights.FromInt4(w4, Enumerable.Repeat(0.01f, n * ((k + 63) / 64)).ToArray(), n, k, groupSize: 64);
         var codes = new sbyte[m * k];
@@ -143,13 +147,23 @@ public static class QuickTiming
         var native = new KernelOptions { Threads = 2 };
         double ops = 2.0 * m * n * k;
         Console.WriteLine($"M={m} K={k} N={n}, 2 threads, median ms");
+        // Warm-up, full-size calls of every managed path for ≥ 2 s: the first timed path otherwise ran
+        // 3-7x slower than the same path timed later in the process (JIT tiers, thread pool).
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed.TotalSeconds < 2)
+            foreach (bool vnni in new[] { true, false })
+            {
+                AdaTSQ.Kernels.Managed.ManagedGemm.UseAvxVnni = vnni;
+                IntegerGemm.Linear(xs, m, p8, 8, [], y, codes, scales, managed);
+                IntegerGemm.Linear(xs, m, p4, 8, [], y, codes, scales, managed);
+            }
         foreach (var (name, vnni) in new[] { ("managed AVX-VNNI", true), ("managed AVX2", false) })
         {
             if (vnni && !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) continue;
             AdaTSQ.Kernels.Managed.ManagedGemm.UseAvxVnni = vnni;
-            double t8 = Median(() => IntegerGemm.Linear(xs, m, p8, 8, [], y, codes, scales, managed), 5);
-            double t4 = Median(() => IntegerGemm.Linear(xs, m, p4, 8, [], y, codes, scales, managed), 5);
-            double g8 = Median(() => IntegerGemm.Gemm(codes, scales, m, p8, [], y, managed), 5);
+            double t8 = Median(() => IntegerGemm.Linear(xs, m, p8, 8, [], y, codes, scales, managed), 20);
+            double t4 = Median(() => IntegerGemm.Linear(xs, m, p4, 8, [], y, codes, scales, managed), 20);
+            double g8 = Median(() => IntegerGemm.Gemm(codes, scales, m, p8, [], y, managed), 20);
             Console.WriteLine($"{name,-20} W8A8 {t8,9:F3} ms {ops / t8 / 1e6,6:F0} GOPS   W4A8 g64 {t4,9:F3} ms {ops / t4 / 1e6,6:F0} GOPS   W8A8 codes given {g8,9:F3} ms {ops / g8 / 1e6,6:F0} GOPS");
         }
         AdaTSQ.Kernels.Managed.ManagedGemm.UseAvxVnni = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;

@@ -42,18 +42,60 @@ internal static unsafe class ManagedGemm
     {
         public void Row(int r)
         {
-            var row = new ReadOnlySpan<float>((float*)x + (long)r * k, k);
+            float* row = (float*)x + (long)r * k;
+            sbyte* dst = (sbyte*)q + (long)r * k;
+            if (UseAvx2 && Avx2.IsSupported && RowAvx2(row, dst, r)) return;
             float amax = 0;
-            foreach (float v in row) amax = MathF.Max(amax, MathF.Abs(v));
+            for (int i = 0; i < k; i++) amax = MathF.Max(amax, MathF.Abs(row[i]));
             float scale = amax * clip / qmax;
             if (!(scale >= 1e-12f)) scale = 1e-12f;
             ((float*)s)[r] = scale;
-            sbyte* dst = (sbyte*)q + (long)r * k;
             for (int i = 0; i < k; i++)
             {
                 float v = MathF.Round(row[i] / scale, MidpointRounding.ToEven);
                 dst[i] = float.IsNaN(v) ? (sbyte)0 : (sbyte)Math.Clamp(v, -qmax, qmax);
             }
+        }
+
+        // The same row 8 lanes at a time: the same IEEE division and round-half-to-even, so the same
+        // codes. A row with a NaN or an infinity returns false and takes the scalar loop (whose NaN
+        // rules differ from vmaxps').
+        private bool RowAvx2(float* row, sbyte* dst, int r)
+        {
+            var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+            var vmax = Vector256<float>.Zero;
+            var nan = Vector256<float>.Zero;
+            int i = 0;
+            for (; i + 8 <= k; i += 8)
+            {
+                var v = Avx.LoadVector256(row + i);
+                vmax = Avx.Max(vmax, Avx.And(v, absMask));
+                nan = Avx.Or(nan, Avx.CompareUnordered(v, v));
+            }
+            if (!Avx.TestZ(nan.AsInt32(), nan.AsInt32())) return false;
+            float amax = 0;
+            for (int l = 0; l < 8; l++) amax = MathF.Max(amax, vmax.GetElement(l));
+            for (int t = i; t < k; t++)
+            {
+                if (float.IsNaN(row[t])) return false;
+                amax = MathF.Max(amax, MathF.Abs(row[t]));
+            }
+            if (!float.IsFinite(amax)) return false;  // ±∞: x / ∞ rounds to NaN codes, the scalar loop's rules
+            float scale = amax * clip / qmax;
+            if (!(scale >= 1e-12f)) scale = 1e-12f;
+            ((float*)s)[r] = scale;
+            var vs = Vector256.Create(scale);
+            var lo = Vector256.Create((float)-qmax);
+            var hi = Vector256.Create((float)qmax);
+            for (i = 0; i + 8 <= k; i += 8)
+            {
+                var v = Avx.RoundToNearestInteger(Avx.Divide(Avx.LoadVector256(row + i), vs));
+                var codes = Avx.ConvertToVector256Int32(Avx.Min(Avx.Max(v, lo), hi));  // exact: integral values
+                for (int l = 0; l < 8; l++) dst[i + l] = (sbyte)codes.GetElement(l);
+            }
+            for (; i < k; i++)
+                dst[i] = (sbyte)Math.Clamp(MathF.Round(row[i] / scale, MidpointRounding.ToEven), -qmax, qmax);
+            return true;
         }
     }
 

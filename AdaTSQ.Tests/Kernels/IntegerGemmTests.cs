@@ -226,6 +226,32 @@ public class IntegerGemmTests
     }
 
     [Test]
+    public void ManagedVectorQuantizationEqualsTheScalarLoopOnAnyRow([Values(8, 4)] int bits)
+    {
+        var options = Options("managed", 2);
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.Ignore("the managed vector quantization needs AVX2.");
+        int m = 8, k = 77;  // 9 vectors of 8 and a tail of 5
+        var rng = new Random(bits);
+        var x = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
+        Array.Clear(x, 0, k);                 // row 0: zeros (the minimum scale)
+        x[1 * k + 10] = float.NaN;            // row 1: NaN in the vector part
+        x[2 * k + 75] = float.NaN;            // row 2: NaN in the tail
+        x[3 * k + 3] = float.PositiveInfinity;
+        x[4 * k + 76] = float.NegativeInfinity;
+        for (int i = 0; i < k; i++) x[5 * k + i] = (i - 38) * 0.5f;  // row 5: exact ties at ±0.5 steps
+        x[6 * k + 20] = 1e-40f;               // row 6: a denormal among normals
+        var codes = new sbyte[m * k];
+        var scales = new float[m];
+        IntegerGemm.QuantizeActivations(x, m, k, bits, codes, scales, 0.9, options);
+        ManagedGemm.UseAvx2 = false;
+        var scalarCodes = new sbyte[m * k];
+        var scalarScales = new float[m];
+        IntegerGemm.QuantizeActivations(x, m, k, bits, scalarCodes, scalarScales, 0.9, options);
+        Assert.That(scales, Is.EqualTo(scalarScales));
+        Assert.That(codes, Is.EqualTo(scalarCodes));
+    }
+
+    [Test]
     public void VnniPeakLoopRuns()
     {
         if (!NativeKernels.IsSupported(KernelIsa.Avx512Vnni)) Assert.Ignore("AVX-512 VNNI is not available here.");
