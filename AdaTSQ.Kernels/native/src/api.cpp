@@ -247,6 +247,7 @@ int32_t run_gemm(GemmJob& job) {
     job.nc_panels = std::max<int64_t>(1, (job.panels + per_row_block - 1) / per_row_block);
   }
   job.nblocks = (job.panels + job.nc_panels - 1) / job.nc_panels;
+  job.nc_panels = (job.panels + job.nblocks - 1) / job.nblocks;  // even blocks: 12 panels as 6 + 6, not 8 + 4
   CallScratch& scratch = call_scratch();
   const int mr = job.kern->mr;
   const size_t need = (size_t)(((p->m + mr - 1) / mr) * block_bytes(job));
