@@ -9,8 +9,10 @@ namespace AdaTSQ.Kernels.Managed;
 /// The managed fallback, on the same packed layout as the native kernels: AVX-VNNI
 /// (<see cref="AvxVnni.MultiplyWideningAndAdd(Vector256{int}, Vector256{byte}, Vector256{sbyte})"/>,
 /// 256-bit <c>vpdpbusd</c>) when the CPU has it, else AVX2 (<c>vpmaddubsw</c>/<c>vpmaddwd</c>), else
-/// plain C#. Both vector paths use the sign trick |a| · sign(w, a) = a · w, exact (weights are within
-/// ±127, so no pair of products saturates <c>vpmaddubsw</c>). Four rows × 24 columns per inner loop;
+/// plain C#. The AVX-VNNI path feeds a + 128 as the unsigned operand and subtracts 128 · Σ w (the
+/// packed column sums) afterwards, as the native kernels do; the AVX2 path uses the sign trick
+/// |a| · sign(w, a) = a · w (exact: weights are within ±127, so no pair of products saturates
+/// <c>vpmaddubsw</c>). Four rows × 24 columns per inner loop;
 /// tasks of 128 rows × a block of panels run on
 /// <see cref="Parallel.For(int, int, ParallelOptions, Action{int})"/>.
 /// </summary>
@@ -134,6 +136,8 @@ internal static unsafe class ManagedGemm
                         new Span<byte>(block, MR * rowBytes).Clear();
                         for (int i = 0; i < n; i++)
                             new ReadOnlySpan<byte>((byte*)a + (long)(r + i) * w.K, w.K).CopyTo(new Span<byte>(block + i * rowBytes, rowBytes));
+                        if (Vnni)  // the unsigned operand of vpdpbusd: a + 128 (K padding stays 0: its weights are 0)
+                            for (int i = 0; i < n; i++) Offset(block + i * rowBytes, w.K);
                         for (int p = p0; p < p1; p++) RowsPanel(block, rowBytes, r, n, p, pacc, pf);
                     }
             }
@@ -143,6 +147,16 @@ internal static unsafe class ManagedGemm
                 ArrayPool<int>.Shared.Return(acc);
                 ArrayPool<float>.Shared.Return(f);
             }
+        }
+
+        private static bool Vnni => UseAvx2 && UseAvxVnni && AvxVnni.IsSupported;
+
+        private static void Offset(byte* row, int k)
+        {
+            var flip = Vector256.Create((byte)0x80);
+            int i = 0;
+            for (; i + 32 <= k; i += 32) (Vector256.Load(row + i) ^ flip).Store(row + i);
+            for (; i < k; i++) row[i] ^= 0x80;
         }
 
         // Rows r .. r + n (n <= MR) of one 48-column panel; acc and f hold MR rows of NR values.
@@ -156,11 +170,16 @@ internal static unsafe class ManagedGemm
             {
                 byte* a = block + g * groupSteps * 4;
                 byte* b = bp + g * groupSteps * NR * (w.Bits == 4 ? 2 : 4);
-                if (UseAvx2 && UseAvxVnni && AvxVnni.IsSupported) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: true);
+                if (Vnni) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: true);
                 else if (UseAvx2) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: false);
                 else
                     for (int i = 0; i < n; i++) DotScalar(a + i * rowBytes, b, groupSteps, w.Bits == 4, acc + i * NR);
                 float* scale = w.Scale + (long)g * w.PaddedN + col0;  // padded to NR columns
+                int* colSum = w.ColSum + (long)g * w.PaddedN + col0;
+                if (Vnni)  // Σ (a + 128) · w − 128 · Σ w
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < NR; j += 8)
+                            (Vector256.Load(acc + i * NR + j) - (Vector256.Load(colSum + j) << 7)).Store(acc + i * NR + j);
                 for (int i = 0; i < n; i++)
                     for (int j = 0; j < NR; j += 8)
                     {
@@ -234,32 +253,36 @@ internal static unsafe class ManagedGemm
                     }
                     b0 = (v0 & high).AsSByte(); b1 = (v1 & high).AsSByte(); b2 = (v2 & high).AsSByte();
                 }
-                // Each row: |a| · sign(b, a) = a · b, exact; |−128| = 128 as an unsigned byte.
-                var a0 = Vector256.Create(*(int*)(a + s * 4)).AsSByte();
-                var u0 = Avx2.Abs(a0);
-                var a1 = Vector256.Create(*(int*)(a + rowBytes + s * 4)).AsSByte();
-                var u1 = Avx2.Abs(a1);
-                var a2 = Vector256.Create(*(int*)(a + 2 * rowBytes + s * 4)).AsSByte();
-                var u2 = Avx2.Abs(a2);
-                var a3 = Vector256.Create(*(int*)(a + 3 * rowBytes + s * 4)).AsSByte();
-                var u3 = Avx2.Abs(a3);
-                if (vnni)
+                if (vnni)  // rows hold a + 128 (unsigned); the caller subtracts 128 · Σ w
                 {
-                    c00 = AvxVnni.MultiplyWideningAndAdd(c00, u0, Avx2.Sign(b0, a0));
-                    c01 = AvxVnni.MultiplyWideningAndAdd(c01, u0, Avx2.Sign(b1, a0));
-                    c02 = AvxVnni.MultiplyWideningAndAdd(c02, u0, Avx2.Sign(b2, a0));
-                    c10 = AvxVnni.MultiplyWideningAndAdd(c10, u1, Avx2.Sign(b0, a1));
-                    c11 = AvxVnni.MultiplyWideningAndAdd(c11, u1, Avx2.Sign(b1, a1));
-                    c12 = AvxVnni.MultiplyWideningAndAdd(c12, u1, Avx2.Sign(b2, a1));
-                    c20 = AvxVnni.MultiplyWideningAndAdd(c20, u2, Avx2.Sign(b0, a2));
-                    c21 = AvxVnni.MultiplyWideningAndAdd(c21, u2, Avx2.Sign(b1, a2));
-                    c22 = AvxVnni.MultiplyWideningAndAdd(c22, u2, Avx2.Sign(b2, a2));
-                    c30 = AvxVnni.MultiplyWideningAndAdd(c30, u3, Avx2.Sign(b0, a3));
-                    c31 = AvxVnni.MultiplyWideningAndAdd(c31, u3, Avx2.Sign(b1, a3));
-                    c32 = AvxVnni.MultiplyWideningAndAdd(c32, u3, Avx2.Sign(b2, a3));
+                    var u0 = Vector256.Create(*(int*)(a + s * 4)).AsByte();
+                    var u1 = Vector256.Create(*(int*)(a + rowBytes + s * 4)).AsByte();
+                    var u2 = Vector256.Create(*(int*)(a + 2 * rowBytes + s * 4)).AsByte();
+                    var u3 = Vector256.Create(*(int*)(a + 3 * rowBytes + s * 4)).AsByte();
+                    c00 = AvxVnni.MultiplyWideningAndAdd(c00, u0, b0);
+                    c01 = AvxVnni.MultiplyWideningAndAdd(c01, u0, b1);
+                    c02 = AvxVnni.MultiplyWideningAndAdd(c02, u0, b2);
+                    c10 = AvxVnni.MultiplyWideningAndAdd(c10, u1, b0);
+                    c11 = AvxVnni.MultiplyWideningAndAdd(c11, u1, b1);
+                    c12 = AvxVnni.MultiplyWideningAndAdd(c12, u1, b2);
+                    c20 = AvxVnni.MultiplyWideningAndAdd(c20, u2, b0);
+                    c21 = AvxVnni.MultiplyWideningAndAdd(c21, u2, b1);
+                    c22 = AvxVnni.MultiplyWideningAndAdd(c22, u2, b2);
+                    c30 = AvxVnni.MultiplyWideningAndAdd(c30, u3, b0);
+                    c31 = AvxVnni.MultiplyWideningAndAdd(c31, u3, b1);
+                    c32 = AvxVnni.MultiplyWideningAndAdd(c32, u3, b2);
                 }
                 else
                 {
+                    // |a| · sign(b, a) = a · b, exact; |−128| = 128 as an unsigned byte.
+                    var a0 = Vector256.Create(*(int*)(a + s * 4)).AsSByte();
+                    var u0 = Avx2.Abs(a0);
+                    var a1 = Vector256.Create(*(int*)(a + rowBytes + s * 4)).AsSByte();
+                    var u1 = Avx2.Abs(a1);
+                    var a2 = Vector256.Create(*(int*)(a + 2 * rowBytes + s * 4)).AsSByte();
+                    var u2 = Avx2.Abs(a2);
+                    var a3 = Vector256.Create(*(int*)(a + 3 * rowBytes + s * 4)).AsSByte();
+                    var u3 = Avx2.Abs(a3);
                     c00 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b0, a0)), ones);
                     c01 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b1, a0)), ones);
                     c02 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(b2, a0)), ones);
