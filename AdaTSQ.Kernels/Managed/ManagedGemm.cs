@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -109,11 +108,12 @@ internal static unsafe class ManagedGemm
         if (mblocks * ((panels + ncPanels - 1) / ncPanels) < 4 * threads)
             ncPanels = Math.Max(1, (panels + (4 * threads + mblocks - 1) / mblocks - 1) / ((4 * threads + mblocks - 1) / mblocks));
         int nblocks = (panels + ncPanels - 1) / ncPanels;
-        var job = new GemmJob((nint)a, m, w, (nint)sa, (nint)bias, (nint)c, outInt32, ncPanels, nblocks, panels);
+        bool vnni = UseAvx2 && UseAvxVnni && AvxVnni.IsSupported;  // one choice per call: the a + 128 copy and the correction must agree
+        var job = new GemmJob((nint)a, m, w, (nint)sa, (nint)bias, (nint)c, outInt32, ncPanels, nblocks, panels, vnni);
         Parallel.For(0, mblocks * nblocks, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Task);
     }
 
-    private sealed class GemmJob(nint a, int m, PackedWeights w, nint sa, nint bias, nint c, bool outInt32, int ncPanels, int nblocks, int panels)
+    private sealed class GemmJob(nint a, int m, PackedWeights w, nint sa, nint bias, nint c, bool outInt32, int ncPanels, int nblocks, int panels, bool vnni)
     {
         public void Task(int task)
         {
@@ -136,7 +136,7 @@ internal static unsafe class ManagedGemm
                         new Span<byte>(block, MR * rowBytes).Clear();
                         for (int i = 0; i < n; i++)
                             new ReadOnlySpan<byte>((byte*)a + (long)(r + i) * w.K, w.K).CopyTo(new Span<byte>(block + i * rowBytes, rowBytes));
-                        if (Vnni)  // the unsigned operand of vpdpbusd: a + 128 (K padding stays 0: its weights are 0)
+                        if (vnni)  // the unsigned operand of vpdpbusd: a + 128 (K padding stays 0: its weights are 0)
                             for (int i = 0; i < n; i++) Offset(block + i * rowBytes, w.K);
                         for (int p = p0; p < p1; p++) RowsPanel(block, rowBytes, r, n, p, pacc, pf);
                     }
@@ -148,8 +148,6 @@ internal static unsafe class ManagedGemm
                 ArrayPool<float>.Shared.Return(f);
             }
         }
-
-        private static bool Vnni => UseAvx2 && UseAvxVnni && AvxVnni.IsSupported;
 
         private static void Offset(byte* row, int k)
         {
@@ -170,13 +168,13 @@ internal static unsafe class ManagedGemm
             {
                 byte* a = block + g * groupSteps * 4;
                 byte* b = bp + g * groupSteps * NR * (w.Bits == 4 ? 2 : 4);
-                if (Vnni) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: true);
+                if (vnni) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: true);
                 else if (UseAvx2) DotRows(a, rowBytes, b, groupSteps, w.Bits == 4, acc, vnni: false);
                 else
                     for (int i = 0; i < n; i++) DotScalar(a + i * rowBytes, b, groupSteps, w.Bits == 4, acc + i * NR);
                 float* scale = w.Scale + (long)g * w.PaddedN + col0;  // padded to NR columns
                 int* colSum = w.ColSum + (long)g * w.PaddedN + col0;
-                if (Vnni)  // Σ (a + 128) · w − 128 · Σ w
+                if (vnni)  // Σ (a + 128) · w − 128 · Σ w
                     for (int i = 0; i < n; i++)
                         for (int j = 0; j < NR; j += 8)
                             (Vector256.Load(acc + i * NR + j) - (Vector256.Load(colSum + j) << 7)).Store(acc + i * NR + j);

@@ -34,16 +34,18 @@ inline __mmask16 col_mask(int cols, int j) {
 // p += sb * float(acc - 128 * colsum), colsum and sb at the panel's columns of this group.
 // Every vector register is used (clobbered) by the tile loops.
 #define ADATSQ_ALL_ZMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
-// Zero the 24 accumulators zmm0-zmm23.
-#define ADATSQ_ZERO_ACC \
+// Zero accumulators zmm0-zmm11 and zmm12-zmm23 (the half-tile loops below keep float sums in the latter).
+#define ADATSQ_G_ZERO_ACC \
     "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t" \
     "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t" \
     "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t" \
-    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t" \
+    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+#define ADATSQ_G_ZERO_P \
     "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
     "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
     "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
     "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+#define ADATSQ_ZERO_ACC ADATSQ_G_ZERO_ACC ADATSQ_G_ZERO_P
 // k loop, int8 weights: 3 B loads and 8 A broadcasts per k4 step (a += 32, b += 192).
 #define ADATSQ_K_LOOP_W8 \
     "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\t" \
@@ -184,16 +186,6 @@ void dot_w4_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32
 // rows, g64, 2 threads: K = 1152 (27 KB panel) 9.6 vs 10.1 ms, K = 192 0.34 vs 0.42 ms; K = 4608
 // (110 KB) no gain; 8-bit weights (55 KB at K = 1152) 13 % slower).
 constexpr int64_t kHalvesMaxPanelBytes = 32 * 1024;
-#define ADATSQ_G_ZERO_ACC \
-    "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t" \
-    "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t" \
-    "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t" \
-    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-#define ADATSQ_G_ZERO_P \
-    "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
-    "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
-    "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
-    "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
 #define ADATSQ_G_K_LOOP_W4 \
     "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\t" \
     "vpsllw $4, %%zmm24, %%zmm27\n\tvpsllw $4, %%zmm25, %%zmm28\n\tvpsllw $4, %%zmm26, %%zmm29\n\t" \

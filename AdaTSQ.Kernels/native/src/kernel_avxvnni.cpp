@@ -5,7 +5,6 @@
 
 #if defined(__AVX2__) && defined(__AVXVNNI__)
 #include <immintrin.h>
-#define ADATSQ_DOT(acc, a, absA, b) _mm256_dpbusd_avx_epi32((acc), (a), (b))
 #define ADATSQ_ASM_K_LOOP 1
 #define ADATSQ_OFFSET_A 1
 namespace adatsq_avxvnni {
