@@ -80,14 +80,14 @@ try
         {
             string input = Option(args, "--input") ?? "artifacts/eval/fisher.json";
             string output = Option(args, "--output") ?? Path.ChangeExtension(input, ".png");
-            var weighting = new AdaTSQ.Calibration.FisherWeighting
+            var weighting = new AdaTSQ.Methods.AdaTSQ.Fisher.FisherWeighting
             {
                 Temperature = double.Parse(Option(args, "--fisher-temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
                 Floor = double.Parse(Option(args, "--fisher-floor") ?? "0.1", System.Globalization.CultureInfo.InvariantCulture),
             };
             var others = (Option(args, "--also-temperatures") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
                 .Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
-            var fisher = AdaTSQ.Calibration.TemporalFisher.FromJson(File.ReadAllText(input));
+            var fisher = AdaTSQ.Methods.AdaTSQ.Fisher.TemporalFisher.FromJson(File.ReadAllText(input));
             AdaTSQ.Samples.Evaluation.FisherPlot.Save(output, fisher, weighting, others, Option(args, "--loss") ?? "Noise");
             Console.WriteLine($"Wrote {output}");
             return 0;

@@ -5,6 +5,7 @@ using AdaTSQ.Quantization;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
 
 namespace AdaTSQ.Samples;
 

@@ -1,5 +1,4 @@
 using AdaTSQ.Calibration;
-using AdaTSQ.Quantization;
 
 namespace AdaTSQ.Abstractions;
 
@@ -19,6 +18,6 @@ public interface ICalibrator
     /// returns their statistics (the caller disposes the result).
     /// </summary>
     /// <exception cref="CalibrationException">The source is empty, or a layer saw no input.</exception>
-    CalibrationResult Calibrate(IReadOnlyList<QuantLinear> layers, ICalibrationSource source, CalibrationRequirements requirements,
+    CalibrationResult Calibrate(IReadOnlyList<IQuantizableLayer> layers, ICalibrationSource source, CalibrationRequirements requirements,
         IProgress<QuantizationProgress>? progress = null, CancellationToken cancellationToken = default);
 }

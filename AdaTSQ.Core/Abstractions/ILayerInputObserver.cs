@@ -1,10 +1,9 @@
-using AdaTSQ.Quantization;
 using static TorchSharp.torch;
 
 namespace AdaTSQ.Abstractions;
 
 /// <summary>
-/// Sees the input of a <see cref="QuantLinear"/> on every call while it is attached (calibrators use
+/// Sees the input of a quantizable layer (<see cref="IQuantizableLayer"/>) on every call while it is attached (calibrators use
 /// it to collect statistics). Called inside the layer's forward, so it works whether the parent calls
 /// <c>forward</c> or <c>call</c> (TorchSharp's hooks fire only through <c>call</c>).
 /// </summary>
@@ -14,5 +13,5 @@ public interface ILayerInputObserver
     /// Observes <paramref name="input"/> (<c>[..., in]</c>, before activation quantization) of
     /// <paramref name="layer"/> at <paramref name="step"/>. Must not modify or dispose the input.
     /// </summary>
-    void Observe(QuantLinear layer, Tensor input, TimestepInfo? step);
+    void Observe(IQuantizableLayer layer, Tensor input, TimestepInfo? step);
 }

@@ -1,5 +1,3 @@
-using AdaTSQ.Quantization;
-
 namespace AdaTSQ.Abstractions;
 
 /// <summary>
@@ -10,5 +8,5 @@ namespace AdaTSQ.Abstractions;
 public interface IPreparingCalibrator
 {
     /// <summary>Prepares for calibrating <paramref name="layers"/>; called once, before any quantization.</summary>
-    void Prepare(IReadOnlyList<QuantLinear> layers, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken);
+    void Prepare(IReadOnlyList<IQuantizableLayer> layers, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken);
 }

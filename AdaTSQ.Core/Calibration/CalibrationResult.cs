@@ -31,6 +31,17 @@ public sealed class CalibrationResult : IDisposable
     /// <summary>Names of layers that saw no input at all.</summary>
     public IReadOnlyList<string> LayersWithoutData => _layers.Values.Where(l => !l.HasData).Select(l => l.LayerName).ToList();
 
+    /// <summary>
+    /// Saves the statistics to a safetensors file (atomically) so that a later run can reuse them instead of
+    /// capturing again (see <see cref="CalibrationFile"/>). <paramref name="fingerprint"/> is stored in the header
+    /// for the reader to check that the file was made for the same run.
+    /// </summary>
+    public void Save(string path, string? fingerprint = null) => CalibrationFile.Save(this, path, fingerprint);
+
+    /// <summary>Loads statistics saved by <see cref="Save"/> onto <paramref name="device"/> (default CPU).</summary>
+    /// <exception cref="CalibrationException">The file is missing, not a calibration file, of another format version, or inconsistent.</exception>
+    public static CalibrationResult Load(string path, TorchSharp.torch.Device? device = null) => CalibrationFile.Load(path, device).Result;
+
     /// <inheritdoc />
     public void Dispose()
     {

@@ -193,6 +193,25 @@ public sealed class LayerStatistics : IDisposable
         return result;
     }
 
+    /// <summary>Per-step per-channel extremes <c>(min, max)</c> by step index (empty unless <see cref="CollectsStepChannels"/>).</summary>
+    internal IReadOnlyDictionary<int, (Tensor Min, Tensor Max)> StepChannels => _stepChannels;
+
+    /// <summary>Rebuilds statistics from saved parts (see <see cref="CalibrationFile"/>); takes ownership of the tensors.</summary>
+    internal static LayerStatistics Restore(string layerName, long inFeatures, bool collectSecondMoment, bool collectStepChannels,
+        int calls, long rows, double inputMin, double inputMax, double secondMomentWeight,
+        Tensor? channelAbsMax, Tensor? channelMin, Tensor? channelMax, Tensor? secondMoment,
+        IEnumerable<KeyValuePair<int, StepRange>> steps, IEnumerable<KeyValuePair<int, (Tensor Min, Tensor Max)>> stepChannels)
+    {
+        var s = new LayerStatistics(layerName, inFeatures, collectSecondMoment, collectStepChannels)
+        {
+            Calls = calls, Rows = rows, InputMin = inputMin, InputMax = inputMax, SecondMomentWeight = secondMomentWeight,
+            _channelAbsMax = channelAbsMax, _channelMin = channelMin, _channelMax = channelMax, _secondMoment = secondMoment,
+        };
+        foreach (var (k, v) in steps) s._steps[k] = v;
+        foreach (var (k, v) in stepChannels) s._stepChannels[k] = v;
+        return s;
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

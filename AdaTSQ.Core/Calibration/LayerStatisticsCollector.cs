@@ -1,5 +1,4 @@
 using AdaTSQ.Abstractions;
-using AdaTSQ.Quantization;
 using static TorchSharp.torch;
 
 namespace AdaTSQ.Calibration;
@@ -12,25 +11,25 @@ namespace AdaTSQ.Calibration;
 /// </summary>
 public sealed class LayerStatisticsCollector : ILayerInputObserver
 {
-    private readonly Dictionary<QuantLinear, LayerStatistics> _statistics;
-    private readonly Func<QuantLinear, TimestepInfo?, double> _stepWeight;
+    private readonly Dictionary<IQuantizableLayer, LayerStatistics> _statistics;
+    private readonly Func<IQuantizableLayer, TimestepInfo?, double> _stepWeight;
 
     /// <summary>Creates empty statistics for <paramref name="layers"/>.</summary>
     /// <param name="layers">The layers to observe.</param>
     /// <param name="requirements">What to collect.</param>
     /// <param name="stepWeight">α for a call of a layer at a step (null = 1 for every call).</param>
-    public LayerStatisticsCollector(IEnumerable<QuantLinear> layers, CalibrationRequirements requirements,
-        Func<QuantLinear, TimestepInfo?, double>? stepWeight = null)
+    public LayerStatisticsCollector(IEnumerable<IQuantizableLayer> layers, CalibrationRequirements requirements,
+        Func<IQuantizableLayer, TimestepInfo?, double>? stepWeight = null)
     {
         _statistics = layers.ToDictionary(l => l, l => new LayerStatistics(l.LayerName, l.InFeatures, requirements.InputSecondMoments, requirements.PerStepChannelExtremes));
         _stepWeight = stepWeight ?? ((_, _) => 1.0);
     }
 
     /// <summary>The statistics collected so far, by layer.</summary>
-    public IReadOnlyDictionary<QuantLinear, LayerStatistics> Statistics => _statistics;
+    public IReadOnlyDictionary<IQuantizableLayer, LayerStatistics> Statistics => _statistics;
 
     /// <inheritdoc />
-    public void Observe(QuantLinear layer, Tensor input, TimestepInfo? step)
+    public void Observe(IQuantizableLayer layer, Tensor input, TimestepInfo? step)
     {
         if (_statistics.TryGetValue(layer, out var stats)) stats.Add(input, step, _stepWeight(layer, step));
     }
@@ -50,7 +49,7 @@ public sealed class LayerStatisticsCollector : ILayerInputObserver
     /// <summary>Hands the statistics over (the collector keeps no reference to them).</summary>
     public CalibrationResult ToResult(int items, TimeSpan elapsed) => new(_statistics.Values, items, elapsed);
 
-    private sealed class Detacher(IEnumerable<QuantLinear> layers) : IDisposable
+    private sealed class Detacher(IEnumerable<IQuantizableLayer> layers) : IDisposable
     {
         public void Dispose()
         {

@@ -19,7 +19,7 @@ namespace AdaTSQ.Quantization;
 /// <para>Weights are computed with in dequantized (fake-quantized) form; the integer form of each
 /// version is kept for export and integer kernels. <c>module.to(device)</c> moves every version.</para>
 /// </remarks>
-public sealed class QuantLinear : nn.Module<Tensor, Tensor>
+public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
 {
     private readonly Dictionary<QuantSpec, WeightVersion> _versions = new();
     private readonly Dictionary<QuantSpec, QuantParams> _staticRanges = new();
@@ -86,6 +86,12 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>
 
     /// <summary>An observer that sees every input (calibration); null when none.</summary>
     public ILayerInputObserver? Observer { get; set; }
+
+    /// <inheritdoc />
+    Tensor IQuantizableLayer.Weight => weight;
+
+    /// <inheritdoc />
+    public bool IsQuantized => Policy is not null || DefaultConfig.Weight.IsEnabled || DefaultConfig.Activation.IsEnabled;
 
     /// <summary>The config the next call will use, at the current <see cref="TimestepContext"/> step.</summary>
     public LayerQuantConfig ActiveConfig => Policy?.Resolve(LayerName, TimestepContext.Current) ?? DefaultConfig;

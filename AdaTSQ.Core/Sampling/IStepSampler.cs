@@ -6,7 +6,7 @@ namespace AdaTSQ.Sampling;
 /// <summary>
 /// A deterministic sampler that runs one sampling step at a time, so that a search can branch a
 /// trajectory at any step and continue each branch from its own state (see
-/// <see cref="Search.BitWidthSearch"/>). Made by <see cref="DiffusionSampler.DdimSteps"/> (DDIM, η = 0)
+/// AdaTSQ's bit-width search (<c>BitWidthSearch</c>)). Made by <see cref="DiffusionSampler.DdimSteps"/> (DDIM, η = 0)
 /// or <see cref="FlowMatchingSampler.EulerSteps"/>.
 /// </summary>
 public interface IStepSampler

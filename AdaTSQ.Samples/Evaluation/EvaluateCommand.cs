@@ -13,6 +13,8 @@ using AdaTSQ.Sampling;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
 
 namespace AdaTSQ.Samples.Evaluation;
 

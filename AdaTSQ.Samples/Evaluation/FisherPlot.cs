@@ -1,5 +1,6 @@
 using AdaTSQ.Calibration;
 using ScottPlot;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
 
 namespace AdaTSQ.Samples.Evaluation;
 

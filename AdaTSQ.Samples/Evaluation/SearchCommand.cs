@@ -10,10 +10,12 @@ using AdaTSQ.Models.DiT;
 using AdaTSQ.Policies;
 using AdaTSQ.Quantization;
 using AdaTSQ.Sampling;
-using AdaTSQ.Search;
+using AdaTSQ.Methods.AdaTSQ.Search;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
 
 namespace AdaTSQ.Samples.Evaluation;
 

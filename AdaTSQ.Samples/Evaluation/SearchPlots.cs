@@ -1,4 +1,4 @@
-using AdaTSQ.Search;
+using AdaTSQ.Methods.AdaTSQ.Search;
 using ScottPlot;
 
 namespace AdaTSQ.Samples.Evaluation;

@@ -5,6 +5,8 @@ using AdaTSQ.Quantization;
 using AdaTSQ.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
 
 namespace AdaTSQ.Tests.Calibration;
 

@@ -210,6 +210,6 @@ public class FusedLinearOpsTests
 
     private sealed class RecordingObserver(List<Tensor> seen) : AdaTSQ.Abstractions.ILayerInputObserver
     {
-        public void Observe(QuantLinear layer, Tensor input, AdaTSQ.Abstractions.TimestepInfo? step) => seen.Add(input.detach().clone());
+        public void Observe(AdaTSQ.Abstractions.IQuantizableLayer layer, Tensor input, AdaTSQ.Abstractions.TimestepInfo? step) => seen.Add(input.detach().clone());
     }
 }

@@ -31,8 +31,8 @@ public class IntegerInferenceTests
     private sealed class InputRecorder : AdaTSQ.Abstractions.ILayerInputObserver
     {
         public List<(QuantLinear Layer, Tensor Input)> Inputs { get; } = [];
-        public void Observe(QuantLinear layer, Tensor input, AdaTSQ.Abstractions.TimestepInfo? step) =>
-            Inputs.Add((layer, input.detach().clone().DetachFromDisposeScope()));
+        public void Observe(AdaTSQ.Abstractions.IQuantizableLayer layer, Tensor input, AdaTSQ.Abstractions.TimestepInfo? step) =>
+            Inputs.Add(((QuantLinear)layer, input.detach().clone().DetachFromDisposeScope()));
     }
 
     [TestCase(8, 0, 8, "avx512vnni")]

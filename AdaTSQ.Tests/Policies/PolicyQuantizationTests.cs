@@ -4,6 +4,7 @@ using AdaTSQ.Policies;
 using AdaTSQ.Quantization;
 using TorchSharp;
 using static AdaTSQ.Tests.Policies.PolicyFixtures;
+using AdaTSQ.Pipeline;
 
 namespace AdaTSQ.Tests.Policies;
 

@@ -3,6 +3,7 @@ using AdaTSQ.Calibration;
 using AdaTSQ.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
 
 namespace AdaTSQ.Tests.Quantization;
 

@@ -4,6 +4,7 @@ using AdaTSQ.Models;
 using AdaTSQ.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
+using AdaTSQ.Pipeline;
 
 namespace AdaTSQ.Tests.Methods.Gptq;
 
@@ -99,7 +100,7 @@ public class GptqQuantizerTests
         using var model = new TinyTransformer(width: 64, depth: 2, seed: 7);
         model.eval();
         var calibration = Enumerable.Range(0, 4).Select(i => TestTensors.Randn(50 + i, 4, 16, 64)).ToList();
-        double Run(AdaTSQ.Abstractions.IQuantizer quantizer)
+        double Run(global::AdaTSQ.Abstractions.IQuantizer quantizer)
         {
             var result = new QuantizationBuilder().ForModel(model).Weights(3).Quantizer(quantizer).CalibrationData(calibration).Build().Apply();
             double mean = result.Layers.Average(l => l.OutputRelativeError!.Value);

@@ -1,0 +1,104 @@
+using AdaTSQ.Calibration;
+using AdaTSQ.Quantization;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
+
+namespace AdaTSQ.Methods.AdaTSQ.Search;
+
+/// <summary>Options of <see cref="BitWidthSearch"/>; the defaults are documented on each member.</summary>
+public sealed record BitWidthSearchOptions
+{
+    /// <summary>The weight bit-widths a layer may take at a step. Default {3, 4, 6, 8}.</summary>
+    public IReadOnlyList<int> WeightBits { get; init; } = [3, 4, 6, 8];
+
+    /// <summary>The weight spec whose <see cref="QuantSpec.Bits"/> the search varies. Default per-channel symmetric.</summary>
+    public QuantSpec WeightSpec { get; init; } = QuantSpec.Weight(8);
+
+    /// <summary>
+    /// The activation spec of every config (default dynamic per-token int8); with
+    /// <see cref="PairActivationBits"/> its bits follow the weight bits (W≈A).
+    /// </summary>
+    public QuantSpec ActivationSpec { get; init; } = QuantSpec.Activation(8);
+
+    /// <summary>True: activation bits = weight bits (W4A4, W6A6, …); false: the activation spec's bits always. Default false.</summary>
+    public bool PairActivationBits { get; init; }
+
+    /// <summary>The cost limit. Default 4 average weight bits.</summary>
+    public BitBudget Budget { get; init; } = BitBudget.AverageWeightBits(4);
+
+    /// <summary>Paths kept per stage (K). Default 8.</summary>
+    public int BeamWidth { get; init; } = 8;
+
+    /// <summary>
+    /// Target average weight bits of the candidates made for each stage (see <see cref="CandidateGenerator"/>).
+    /// Null (default): every bit-width of <see cref="WeightBits"/> and the midpoint of each consecutive pair,
+    /// e.g. 3, 3.5, 4, 5, 6, 7, 8 for {3, 4, 6, 8}.
+    /// </summary>
+    public IReadOnlyList<double>? CandidateLevels { get; init; }
+
+    /// <summary>Consecutive sampling steps that share one choice (a stage). Default 1: every step is a stage.</summary>
+    public int StepsPerStage { get; init; } = 1;
+
+    /// <summary>Samples per model evaluation at most (paths × trajectories are batched up to this). Default 256.</summary>
+    public int MaxBatch { get; init; } = 256;
+
+    /// <summary>How temporal Fisher values weight the layer sensitivities per step (when a Fisher estimate is given).</summary>
+    public FisherWeighting SensitivityWeighting { get; init; } = new();
+
+    /// <summary>
+    /// A file where the search state is saved after every stage (atomically); when it exists at the start,
+    /// the search resumes from it (it must have been written by the same search). Null (default): not saved.
+    /// </summary>
+    public string? StatePath { get; init; }
+
+    /// <summary>Also evaluate each candidate level as a static (time-constant) policy, as reference points. Default true.</summary>
+    public bool EvaluateStaticReferences { get; init; } = true;
+
+    /// <summary>The levels in use (explicit, or the default ones), ascending and distinct.</summary>
+    public IReadOnlyList<double> Levels()
+    {
+        if (CandidateLevels is not null) return CandidateLevels.Distinct().Order().ToList();
+        var bits = WeightBits.Distinct().Order().ToList();
+        var levels = new SortedSet<double>(bits.Select(b => (double)b));
+        for (int i = 0; i + 1 < bits.Count; i++) levels.Add((bits[i] + bits[i + 1]) / 2.0);
+        return levels.ToList();
+    }
+
+    /// <summary>The layer config of weight bit-width <paramref name="bits"/>.</summary>
+    public LayerQuantConfig ConfigFor(int bits)
+    {
+        var weight = bits == QuantSpec.FullPrecisionBits ? QuantSpec.FullPrecision : WeightSpec with { Bits = bits };
+        var activation = !ActivationSpec.IsEnabled || !PairActivationBits ? ActivationSpec
+            : bits == QuantSpec.FullPrecisionBits ? QuantSpec.FullPrecision : ActivationSpec with { Bits = bits };
+        return new LayerQuantConfig(weight, activation);
+    }
+
+    /// <summary>Every problem with these options; empty when valid.</summary>
+    public IReadOnlyList<string> FindProblems()
+    {
+        var p = new List<string>();
+        if (WeightBits is null || WeightBits.Count == 0) p.Add("no weight bit-widths to search over.");
+        else
+        {
+            foreach (int b in WeightBits.Distinct())
+                if (b != QuantSpec.FullPrecisionBits && (b < QuantSpec.MinBits || b > QuantSpec.MaxBits))
+                    p.Add($"weight bit-width {b} is not supported: use {QuantSpec.MinBits}–{QuantSpec.MaxBits} or {QuantSpec.FullPrecisionBits}.");
+            if (p.Count == 0)
+                foreach (int b in WeightBits.Distinct())
+                {
+                    var c = ConfigFor(b);
+                    p.AddRange(c.Weight.FindProblems(QuantTarget.Weight).Select(x => $"W{b}: {x}"));
+                    p.AddRange(c.Activation.FindProblems(QuantTarget.Activation).Select(x => $"W{b}: {x}"));
+                }
+        }
+        if (!WeightSpec.IsEnabled) p.Add("the weight spec must be a quantized spec (its bits are replaced by the searched ones).");
+        if (Budget is null) p.Add("no budget.");
+        else p.AddRange(Budget.FindProblems());
+        if (BeamWidth < 1) p.Add($"beam width {BeamWidth} must be at least 1.");
+        if (StepsPerStage < 1) p.Add($"steps per stage {StepsPerStage} must be at least 1.");
+        if (MaxBatch < 1) p.Add($"max batch {MaxBatch} must be at least 1.");
+        if (CandidateLevels is not null && (CandidateLevels.Count == 0 || CandidateLevels.Any(l => !double.IsFinite(l))))
+            p.Add("candidate levels must be a non-empty list of finite average bit-widths.");
+        p.AddRange(SensitivityWeighting.FindProblems());
+        return p;
+    }
+}

@@ -1,0 +1,102 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace AdaTSQ.Methods.AdaTSQ.Search;
+
+/// <summary>
+/// What a bit-width search found: the Pareto frontier of complete dynamic policies (final error vs cost),
+/// the best one under the budget, static reference policies, and what the search cost.
+/// </summary>
+public sealed class BitWidthSearchResult
+{
+    internal BitWidthSearchResult(BitWidthSearchOptions options, IReadOnlyList<string> layers, IReadOnlyList<long> parameters, int steps,
+        IReadOnlyList<FrontierPoint> frontier, FrontierPoint best, IReadOnlyList<FrontierPoint> statics, long modelEvaluations, long sampleEvaluations, TimeSpan wallTime, int resumedStages)
+    {
+        Options = options;
+        Layers = layers;
+        LayerParameters = parameters;
+        StepCount = steps;
+        Frontier = frontier;
+        Best = best;
+        StaticReferences = statics;
+        ModelEvaluations = modelEvaluations;
+        SampleEvaluations = sampleEvaluations;
+        WallTime = wallTime;
+        ResumedStages = resumedStages;
+    }
+
+    /// <summary>The options of the search.</summary>
+    public BitWidthSearchOptions Options { get; }
+
+    /// <summary>The searched layers, in the policies' order.</summary>
+    public IReadOnlyList<string> Layers { get; }
+
+    /// <summary>Parameters of each searched layer.</summary>
+    public IReadOnlyList<long> LayerParameters { get; }
+
+    /// <summary>Sampling steps of the trajectories.</summary>
+    public int StepCount { get; }
+
+    /// <summary>Non-dominated complete policies, by increasing cost (the budget's measure) and decreasing error.</summary>
+    public IReadOnlyList<FrontierPoint> Frontier { get; }
+
+    /// <summary>The frontier policy with the lowest final error within the budget.</summary>
+    public FrontierPoint Best { get; }
+
+    /// <summary>Time-constant policies at each candidate level (empty when not asked for).</summary>
+    public IReadOnlyList<FrontierPoint> StaticReferences { get; }
+
+    /// <summary>Model calls made by the search (one call evaluates a batch of samples at one step; the FP trajectory and statics included).</summary>
+    public long ModelEvaluations { get; }
+
+    /// <summary>Sample-steps evaluated (a call on a batch of n samples counts n).</summary>
+    public long SampleEvaluations { get; }
+
+    /// <summary>Wall time, summed over resumed runs.</summary>
+    public TimeSpan WallTime { get; }
+
+    /// <summary>Stages that were loaded from a saved state instead of being run (0 when not resumed).</summary>
+    public int ResumedStages { get; }
+
+    /// <summary>Frontier and static points as CSV (one row per point, invariant culture).</summary>
+    public string ToCsv()
+    {
+        var sb = new StringBuilder("kind,label,avg_weight_bits,avg_bops,weight_memory_bytes,final_mse,final_psnr_db\n");
+        foreach (var (kind, p) in Frontier.Select(p => ("dynamic", p)).Concat(StaticReferences.Select(p => ("static", p))))
+            sb.AppendLine(CultureInfo.InvariantCulture, $"{kind},\"{p.Label}\",{p.AverageWeightBits:R},{p.AverageBitOperations:R},{p.WeightMemoryBytes},{p.FinalMse:R},{p.FinalPsnr:R}");
+        return sb.ToString();
+    }
+
+    /// <summary>Everything as JSON: options, costs, frontier and statics with their bits per step and layer.</summary>
+    public string ToJson()
+    {
+        object Point(FrontierPoint p, bool best) => new
+        {
+            label = p.Label, best, avg_weight_bits = p.AverageWeightBits, avg_bops = p.AverageBitOperations, weight_memory_bytes = p.WeightMemoryBytes,
+            final_mse = p.FinalMse, final_psnr_db = p.FinalPsnr, stage_errors = p.StageErrors, step_average_bits = p.StepAverageBits,
+            weight_bits = Enumerable.Range(0, StepCount).Select(s => Layers.Select(l => p.Policy[s, l].WeightBits).ToArray()),
+            activation_bits = Enumerable.Range(0, StepCount).Select(s => Layers.Select(l => p.Policy[s, l].ActivationBits).ToArray()),
+        };
+        return JsonSerializer.Serialize(new
+        {
+            budget = new { kind = Options.Budget.Kind.ToString(), value = Options.Budget.Value },
+            weight_bits = Options.WeightBits, paired_activation_bits = Options.PairActivationBits, activation_spec = Options.ActivationSpec.ToString(),
+            weight_spec = Options.WeightSpec.ToString(), beam_width = Options.BeamWidth, steps_per_stage = Options.StepsPerStage, levels = Options.Levels(),
+            steps = StepCount, layers = Layers, layer_parameters = LayerParameters,
+            wall_time_seconds = WallTime.TotalSeconds, model_evaluations = ModelEvaluations, sample_evaluations = SampleEvaluations, resumed_stages = ResumedStages,
+            frontier = Frontier.Select(p => Point(p, ReferenceEquals(p, Best))), statics = StaticReferences.Select(p => Point(p, false)),
+        }, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>A plain-text summary: the frontier, the best policy, the statics and the search cost.</summary>
+    public string FormatSummary()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Bit-width search ({Options.Budget}, beam {Options.BeamWidth}, bits {string.Join("/", Options.WeightBits)}{(Options.PairActivationBits ? " paired W=A" : "")}): {WallTime.TotalSeconds:F1} s, {ModelEvaluations:N0} model calls, {SampleEvaluations:N0} sample-steps");
+        sb.AppendLine("  kind     avg W bits   GBOPs/sample   weights (KB)   final MSE    PSNR (dB)");
+        foreach (var (kind, p) in Frontier.Select(p => (ReferenceEquals(p, Best) ? "best" : "dynamic", p)).Concat(StaticReferences.Select(p => ("static", p))))
+            sb.AppendLine(CultureInfo.InvariantCulture, $"  {kind,-8} {p.AverageWeightBits,10:F3}   {p.AverageBitOperations / 1e9,12:F3}   {p.WeightMemoryBytes / 1024.0,12:F1}   {p.FinalMse,9:E2}   {p.FinalPsnr,9:F2}");
+        return sb.ToString();
+    }
+}

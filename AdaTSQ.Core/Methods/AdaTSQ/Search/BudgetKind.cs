@@ -1,0 +1,17 @@
+namespace AdaTSQ.Methods.AdaTSQ.Search;
+
+/// <summary>What a <see cref="BitBudget"/> limits.</summary>
+public enum BudgetKind
+{
+    /// <summary>Average weight bits, weighted by parameters over layers and averaged over sampling steps.</summary>
+    AverageWeightBits,
+
+    /// <summary>
+    /// Average bit operations of one model evaluation for one sample: Σ_layers MACs × weight bits ×
+    /// activation bits (16 for an unquantized operand), averaged over sampling steps.
+    /// </summary>
+    AverageBitOperations,
+
+    /// <summary>Bytes of every quantized weight version the policy makes the layers keep (a layer using W4 and W8 stores both).</summary>
+    WeightMemory,
+}

@@ -1,0 +1,96 @@
+using AdaTSQ.Abstractions;
+using AdaTSQ.Quantization;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Methods.AdaTSQ.Search;
+
+/// <summary>
+/// The cost side of the search: parameters, multiply-accumulates per sample and weight-version bytes of every
+/// layer, and the budget's measure of candidates and paths.
+/// </summary>
+internal sealed class SearchCost
+{
+    private readonly BitWidthSearchOptions _options;
+    private readonly double[] _macs;                      // per model evaluation per sample
+    private readonly Dictionary<long, long> _bytes = new(); // Key(layer, bits) → bytes of that weight version
+
+    private SearchCost(BitWidthSearchOptions options, long[] parameters, double[] macs)
+    {
+        _options = options;
+        Parameters = parameters;
+        _macs = macs;
+    }
+
+    public BudgetKind Kind => _options.Budget.Kind;
+
+    public IReadOnlyList<long> Parameters { get; }
+
+    public static long Key(int layer, int bits) => layer * 64L + bits;
+
+    /// <summary>Measures MACs with one observed model call on one sample at the first step (full precision).</summary>
+    public static SearchCost Measure(IReadOnlyList<QuantLinear> layers, SearchTrajectories trajectories, SearchSpacePolicy policy, BitWidthSearchOptions options)
+    {
+        var rows = new double[layers.Count];
+        var recorder = new RowRecorder(layers, rows);
+        var observers = layers.Select(l => l.Observer).ToArray();
+        try
+        {
+            foreach (var l in layers) l.Observer = recorder;
+            policy.Assign(Enumerable.Repeat(LayerQuantConfig.FullPrecision, layers.Count).ToList());
+            using var x = trajectories.Noise[..1];
+            using var y = trajectories.Labels[..1];
+            using var _ = trajectories.Sampler.Step(trajectories.Model, x, y, 0);
+        }
+        finally
+        {
+            for (int i = 0; i < layers.Count; i++) layers[i].Observer = observers[i];
+        }
+        var parameters = layers.Select(l => l.InFeatures * l.OutFeatures).ToArray();
+        var cost = new SearchCost(options, parameters, rows.Select((r, i) => r * parameters[i]).ToArray());
+        for (int l = 0; l < layers.Count; l++)
+            foreach (int b in options.WeightBits.Distinct())
+                if (options.ConfigFor(b).Weight is { IsEnabled: true } spec)
+                    cost._bytes[Key(l, b)] = layers[l].GetWeightVersion(spec).StorageBytes;
+        return cost;
+    }
+
+    /// <summary>Σ_l MACs_l × weight bits × activation bits of one model evaluation for one sample.</summary>
+    public double Bops(BitCandidate c)
+    {
+        double sum = 0;
+        for (int l = 0; l < _macs.Length; l++)
+        {
+            var config = _options.ConfigFor(c.Bits[l]);
+            sum += _macs[l] * config.WeightBits * config.ActivationBits;
+        }
+        return sum;
+    }
+
+    public long Bytes(BitCandidate c) => c.Bits.Select((b, l) => _bytes.GetValueOrDefault(Key(l, b))).Sum();
+
+    public long Bytes(IEnumerable<BitCandidate> choices) =>
+        choices.SelectMany(c => c.Bits.Select((b, l) => Key(l, b))).Distinct().Sum(k => _bytes.GetValueOrDefault(k));
+
+    public double StageCost(BitCandidate c, int steps) => Kind switch
+    {
+        BudgetKind.AverageWeightBits => c.AverageWeightBits * steps,
+        BudgetKind.AverageBitOperations => Bops(c) * steps,
+        _ => 0,
+    };
+
+    public double PathCost(SearchPath p) => Kind == BudgetKind.WeightMemory ? p.Used.Sum(k => _bytes.GetValueOrDefault(k)) : p.Additive;
+
+    /// <summary>Whether <paramref name="p"/> can still meet the budget when the remaining stages cost at least <paramref name="cheapestRest"/>.</summary>
+    public bool Feasible(SearchPath p, double cheapestRest, int steps) => Kind == BudgetKind.WeightMemory
+        ? PathCost(p) <= _options.Budget.Value
+        : (p.Additive + cheapestRest) / steps <= _options.Budget.Value * (1 + 1e-12);
+
+    private sealed class RowRecorder(IReadOnlyList<QuantLinear> layers, double[] rows) : ILayerInputObserver
+    {
+        public void Observe(IQuantizableLayer layer, Tensor input, TimestepInfo? step)
+        {
+            for (int i = 0; i < layers.Count; i++)
+                if (ReferenceEquals(layers[i], layer)) rows[i] += input.numel() / (double)layer.InFeatures;
+        }
+    }
+}
