@@ -97,8 +97,9 @@ public static class CalibrationFile
                     long[] expected = width is { } w ? [w] : [inFeatures, inFeatures];
                     if (!t.shape.SequenceEqual(expected))
                     {
+                        var message = $"calibration file '{path}': tensor '{p + key}' of layer '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", expected)}].";
                         t.Dispose();
-                        throw new CalibrationException($"calibration file '{path}': tensor '{p + key}' of layer '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", expected)}].");
+                        throw new CalibrationException(message);
                     }
                     return t;
                 }
