@@ -3,7 +3,6 @@
 // The other concerns are partial files beside this one: QuantLinear.WeightVersions.cs (the quantized
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
 // per step group, and input quantization) and QuantLinear.Smoothing.cs (SmoothQuant input smoothing).
-using AdaTSQ.Kernels;
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -24,7 +23,7 @@ namespace AdaTSQ.Quantization;
 /// <para>Weights are computed with in dequantized (fake-quantized) form; the integer form of each
 /// version is kept for export and integer kernels. <c>module.to(device)</c> moves every version.</para>
 /// </remarks>
-public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>
+public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IFusedLinear
 {
     private Linear? _original;
 #pragma warning disable IDE1006 // TorchSharp registers parameters under the field names: keep the state-dict names.

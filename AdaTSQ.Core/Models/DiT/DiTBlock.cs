@@ -1,4 +1,4 @@
-using AdaTSQ.Kernels;
+using AdaTSQ.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,4 +1,4 @@
-using AdaTSQ.Quantization;
+using AdaTSQ.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,4 @@
-using AdaTSQ.Kernels;
-using AdaTSQ.Quantization;
+using AdaTSQ.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 
