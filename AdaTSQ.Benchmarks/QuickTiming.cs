@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using AdaTSQ.Abstractions;
 using AdaTSQ.Kernels;
 using AdaTSQ.Models.DiT;
 using AdaTSQ.Quantization;

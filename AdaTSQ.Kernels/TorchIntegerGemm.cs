@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using AdaTSQ.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 

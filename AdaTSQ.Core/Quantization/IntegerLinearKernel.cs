@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using AdaTSQ.Abstractions;
 using AdaTSQ.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;

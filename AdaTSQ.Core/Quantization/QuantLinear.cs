@@ -1,4 +1,8 @@
-using AdaTSQ.Kernels;
+// QuantLinear, the module: construction, the float weight and bias, the per-call config (default,
+// policy, integer kernel, observer), forward and the fused forward, unwrapping, moving, disposing.
+// The other concerns are partial files beside this one: QuantLinear.WeightVersions.cs (the quantized
+// weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
+// per step group, and input quantization) and QuantLinear.Smoothing.cs (SmoothQuant input smoothing).
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -19,15 +23,9 @@ namespace AdaTSQ.Quantization;
 /// <para>Weights are computed with in dequantized (fake-quantized) form; the integer form of each
 /// version is kept for export and integer kernels. <c>module.to(device)</c> moves every version.</para>
 /// </remarks>
-public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
+public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer, IFusedLinear
 {
-    private readonly Dictionary<QuantSpec, WeightVersion> _versions = new();
-    private readonly Dictionary<QuantSpec, QuantParams> _staticRanges = new();
-    private readonly Dictionary<QuantSpec, List<(int First, int Last, QuantParams Range)>> _stepRanges = new();
     private Linear? _original;
-    private Tensor? _smoothing;
-    private Tensor? _inverseSmoothing;
-    private Tensor? _smoothedWeight;
 #pragma warning disable IDE1006 // TorchSharp registers parameters under the field names: keep the state-dict names.
     private Parameter weight;
     private Parameter? bias;
@@ -96,160 +94,8 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
     /// <summary>The config the next call will use, at the current <see cref="TimestepContext"/> step.</summary>
     public LayerQuantConfig ActiveConfig => Policy?.Resolve(LayerName, TimestepContext.Current) ?? DefaultConfig;
 
-    /// <summary>
-    /// SmoothQuant factors <c>s</c> <c>[in]</c>, or null: when set, a quantized call computes
-    /// <c>Q(x / s) · Q(W · diag(s))ᵀ</c> (the weight versions are quantized from <c>W · diag(s)</c>), which
-    /// equals <c>x Wᵀ</c> in exact arithmetic but moves activation outliers into the weights. Full-precision
-    /// calls ignore it.
-    /// </summary>
-    public Tensor? InputSmoothing => _smoothing;
-
-    /// <summary>
-    /// Sets (or with null removes) the SmoothQuant factors. Only while no weight version is held, since
-    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>).
-    /// </summary>
-    public void SetInputSmoothing(Tensor? factors)
-    {
-        if (_versions.Count > 0)
-            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
-        if (factors is not null)
-        {
-            if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
-                throw new LayerQuantizationException(LayerName, $"smoothing factors have shape [{string.Join(", ", factors.shape)}], expected [{InFeatures}].");
-            using var check = torch.NewDisposeScope();
-            if (!(factors.isfinite().all().item<bool>() && (factors > 0).all().item<bool>()))
-                throw new LayerQuantizationException(LayerName, "smoothing factors must be finite and positive.");
-        }
-        DisposeSmoothing();
-        if (factors is null) return;
-        using var noGrad = torch.no_grad();
-        _smoothing = factors.to(weight.dtype, weight.device, copy: true).DetachFromDisposeScope();
-        _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
-    }
-
-    /// <summary>The weight the quantized versions stand for: <c>W · diag(s)</c> with smoothing, else <c>W</c> (a new tensor, detached).</summary>
-    public Tensor SmoothedWeight()
-    {
-        using var noGrad = torch.no_grad();
-        return _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
-    }
-
-    /// <summary>The weight specs this layer holds a quantized version for.</summary>
-    public IReadOnlyCollection<QuantSpec> WeightVersions => _versions.Keys;
-
-    /// <summary>Bytes of all quantized weight versions held (integer codes, scales, zero points).</summary>
-    public long QuantizedWeightBytes => _versions.Values.Sum(v => v.Integer.StorageBytes);
-
     /// <summary>Bytes of the float weight and bias.</summary>
     public long FloatWeightBytes => weight.numel() * weight.ElementSize + (bias is null ? 0 : bias.numel() * bias.ElementSize);
-
-    /// <summary>True when a version for <paramref name="spec"/> is held.</summary>
-    public bool HasWeightVersion(QuantSpec spec) => _versions.ContainsKey(spec);
-
-    /// <summary>
-    /// Adds (or replaces) the weight version of <paramref name="quantized"/>'s spec. Takes ownership.
-    /// The shape must match the float weight.
-    /// </summary>
-    public void SetWeightVersion(QuantizedTensor quantized)
-    {
-        ArgumentNullException.ThrowIfNull(quantized);
-        if (!quantized.Shape.SequenceEqual(weight.shape))
-            throw new LayerQuantizationException(LayerName, $"quantized weight has shape [{string.Join(", ", quantized.Shape)}], expected [{string.Join(", ", weight.shape)}].");
-        if (_versions.Remove(quantized.Spec, out var old)) old.Dispose();
-        _versions[quantized.Spec] = new WeightVersion(quantized, weight.dtype, weight.device);
-    }
-
-    /// <summary>
-    /// Bytes of the float copies of the weight versions held now. The fake-quantized path multiplies
-    /// with a dequantized float copy of a version, made on its first use and kept; the integer kernels
-    /// never need it. See <see cref="ReleaseDequantizedWeights"/>.
-    /// </summary>
-    public long DequantizedWeightBytes => _versions.Values.Sum(v => v.DequantizedBytes);
-
-    /// <summary>
-    /// Frees the dequantized float copies of the weight versions (a fake-quantized call makes the one it
-    /// needs again). <see cref="IntegerLinearKernel.Attach"/> calls it: on the integer kernels a version
-    /// costs its codes and its packed form only. Returns the bytes freed.
-    /// </summary>
-    public long ReleaseDequantizedWeights()
-    {
-        long bytes = DequantizedWeightBytes;
-        foreach (var v in _versions.Values) v.ReleaseDequantized();
-        return bytes;
-    }
-
-    /// <summary>The integer form of the version for <paramref name="spec"/> (owned by the layer).</summary>
-    public QuantizedTensor GetWeightVersion(QuantSpec spec) => Version(spec).Integer;
-
-    /// <summary>Removes (and frees) the version for <paramref name="spec"/>; false when none was held.</summary>
-    public bool RemoveWeightVersion(QuantSpec spec)
-    {
-        if (!_versions.Remove(spec, out var old)) return false;
-        old.Dispose();
-        return true;
-    }
-
-    /// <summary>Removes every quantized weight version.</summary>
-    public void ClearWeightVersions()
-    {
-        foreach (var v in _versions.Values) v.Dispose();
-        _versions.Clear();
-    }
-
-    /// <summary>
-    /// Sets the calibrated input range used by a static (<see cref="QuantSpec.Dynamic"/> = false)
-    /// activation spec.
-    /// </summary>
-    public void SetStaticInputRange(QuantSpec activationSpec, double min, double max)
-    {
-        CheckStaticRange(activationSpec, min, max);
-        var moved = RangeParams(activationSpec, min, max);
-        if (_staticRanges.Remove(activationSpec, out var old)) old.Dispose();
-        _staticRanges[activationSpec] = moved;
-    }
-
-    /// <summary>
-    /// Sets the calibrated input range of a static activation spec for the sampling steps
-    /// <paramref name="firstStep"/>…<paramref name="lastStep"/> (a timestep group); calls at other steps,
-    /// or outside any step, use the range set by <see cref="SetStaticInputRange(QuantSpec, double, double)"/>.
-    /// </summary>
-    public void SetStaticInputRange(QuantSpec activationSpec, double min, double max, int firstStep, int lastStep)
-    {
-        if (firstStep < 0 || lastStep < firstStep)
-            throw new LayerQuantizationException(LayerName, $"step group {firstStep}…{lastStep} is not a valid range of step indices.");
-        CheckStaticRange(activationSpec, min, max);
-        if (!_stepRanges.TryGetValue(activationSpec, out var list)) _stepRanges[activationSpec] = list = [];
-        var overlapping = list.Where(r => r.First <= lastStep && firstStep <= r.Last).ToList();
-        if (overlapping.Any(r => r.First != firstStep || r.Last != lastStep))
-            throw new LayerQuantizationException(LayerName, $"step group {firstStep}…{lastStep} overlaps group(s) {string.Join(", ", overlapping.Select(r => $"{r.First}…{r.Last}"))}.");
-        foreach (var r in overlapping)
-        {
-            r.Range.Dispose();
-            list.Remove(r);
-        }
-        list.Add((firstStep, lastStep, RangeParams(activationSpec, min, max)));
-    }
-
-    /// <summary>The step groups with their own static range for <paramref name="activationSpec"/>.</summary>
-    public IReadOnlyList<(int FirstStep, int LastStep)> StaticRangeGroups(QuantSpec activationSpec) =>
-        _stepRanges.TryGetValue(activationSpec, out var list) ? list.Select(r => (r.First, r.Last)).OrderBy(r => r.First).ToList() : [];
-
-    private void CheckStaticRange(QuantSpec activationSpec, double min, double max)
-    {
-        activationSpec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
-        if (activationSpec.Dynamic)
-            throw new LayerQuantizationException(LayerName, $"activation spec {activationSpec} is dynamic: it takes no calibrated range.");
-        if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
-            throw new LayerQuantizationException(LayerName, $"static input range [{min}, {max}] is not a finite, ordered range.");
-    }
-
-    private QuantParams RangeParams(QuantSpec spec, double min, double max)
-    {
-        using var lo = torch.tensor((float)min).reshape(1, 1, 1);
-        using var hi = torch.tensor((float)max).reshape(1, 1, 1);
-        using var p = QuantParams.FromRange(lo, hi, spec);
-        return p.To(weight.device);
-    }
 
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
@@ -291,28 +137,6 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
         using var x = ops.ComposePrologue(input);
         using var y = call(x);
         return ops.ComposeEpilogue(y);
-    }
-
-    private Tensor FloatWeightForQuantizedInput()
-    {
-        if (_smoothing is null) return weight;
-        if (_smoothedWeight is null)
-            using (torch.no_grad()) _smoothedWeight = (weight.detach() * _smoothing.unsqueeze(0)).DetachFromDisposeScope();
-        return _smoothedWeight;
-    }
-
-    /// <summary>Quantize→dequantize of an input under <paramref name="spec"/> (dynamic, or with the calibrated static range).</summary>
-    public Tensor QuantizeInput(Tensor input, QuantSpec spec)
-    {
-        if (!spec.IsEnabled) return input.alias();
-        if (spec.Dynamic) return FakeQuantizer.QuantizeDequantize(input, spec);
-        if (TimestepContext.Current is { } step && _stepRanges.TryGetValue(spec, out var groups))
-            foreach (var g in groups)
-                if (g.First <= step.StepIndex && step.StepIndex <= g.Last)
-                    return FakeQuantizer.QuantizeDequantize(input, spec, g.Range);
-        if (!_staticRanges.TryGetValue(spec, out var range))
-            throw new LayerQuantizationException(LayerName, $"static activation spec {spec} has no calibrated range: calibrate the model first (a calibrator sets it).");
-        return FakeQuantizer.QuantizeDequantize(input, spec, range);
     }
 
     /// <summary>Gives the wrapped layer back with the current parameters; this module must not be used afterwards.</summary>
@@ -360,22 +184,6 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
         }
     }
 
-    private void ClearRanges()
-    {
-        foreach (var r in _staticRanges.Values) r.Dispose();
-        _staticRanges.Clear();
-        foreach (var r in _stepRanges.Values.SelectMany(l => l)) r.Range.Dispose();
-        _stepRanges.Clear();
-    }
-
-    private void DisposeSmoothing()
-    {
-        _smoothing?.Dispose();
-        _inverseSmoothing?.Dispose();
-        _smoothedWeight?.Dispose();
-        _smoothing = _inverseSmoothing = _smoothedWeight = null;
-    }
-
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
@@ -390,63 +198,4 @@ public sealed class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizableLayer
 
     /// <inheritdoc />
     public override string ToString() => $"QuantLinear({LayerName}: {InFeatures}→{OutFeatures}, {ActiveConfig}, versions: {string.Join(", ", _versions.Keys)})";
-
-    private WeightVersion Version(QuantSpec spec)
-    {
-        if (_versions.TryGetValue(spec, out var v)) return v;
-        string held = _versions.Count == 0 ? "none" : string.Join("; ", _versions.Keys);
-        throw new LayerQuantizationException(LayerName, $"no quantized weight version for {spec} (held: {held}). Quantize the layer for every config its policy uses.");
-    }
-
-    // A weight version: its integer form, and the dequantized float copy the fake-quantized path uses,
-    // made on first use (in the layer's dtype and on its device) and kept until released.
-    private sealed class WeightVersion(QuantizedTensor integer, ScalarType dtype, Device device) : IDisposable
-    {
-        private readonly object _gate = new();
-        private Tensor? _dequantized;
-
-        public QuantizedTensor Integer { get; } = integer;
-
-        public long DequantizedBytes
-        {
-            get { lock (_gate) return _dequantized is null ? 0 : _dequantized.numel() * _dequantized.ElementSize; }
-        }
-
-        public Tensor Dequantized
-        {
-            get
-            {
-                lock (_gate)
-                {
-                    if (_dequantized is null)
-                        using (torch.no_grad())
-                            _dequantized = Integer.Dequantize().to(dtype, device, disposeAfter: true).DetachFromDisposeScope();
-                    return _dequantized;
-                }
-            }
-        }
-
-        public WeightVersion To(ScalarType newType, Device newDevice)
-        {
-            if (dtype == newType && device.type == newDevice.type && device.index == newDevice.index) return this;
-            var moved = Integer.To(newDevice);
-            Dispose();
-            return new WeightVersion(moved, newType, newDevice);
-        }
-
-        public void ReleaseDequantized()
-        {
-            lock (_gate)
-            {
-                _dequantized?.Dispose();
-                _dequantized = null;
-            }
-        }
-
-        public void Dispose()
-        {
-            Integer.Dispose();
-            ReleaseDequantized();
-        }
-    }
 }

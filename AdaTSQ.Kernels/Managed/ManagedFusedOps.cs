@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Kernels.Interop;
 
 namespace AdaTSQ.Kernels.Managed;

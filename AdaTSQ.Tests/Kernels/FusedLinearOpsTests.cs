@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Kernels;
 using AdaTSQ.Models.DiT;
 using AdaTSQ.Quantization;

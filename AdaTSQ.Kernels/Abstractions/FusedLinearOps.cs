@@ -1,9 +1,12 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdaTSQ.Kernels;
+namespace AdaTSQ.Abstractions;
 
-/// <summary>The activation an integer linear call can apply to its output (<see cref="FusedLinearOps.Activation"/>).</summary>
+/// <summary>
+/// The activation an integer linear call can apply to its output (<see cref="FusedLinearOps.Activation"/>).
+/// In the namespace <c>AdaTSQ.Abstractions</c> like <see cref="FusedLinearOps"/> (formerly <c>AdaTSQ.Kernels.FusedActivation</c>).
+/// </summary>
 public enum FusedActivation
 {
     /// <summary>None.</summary>
@@ -29,6 +32,13 @@ public enum FusedActivation
 /// TorchSharp: the definition the fused call is tested against, and what callers run when the
 /// integer kernels cannot take a call. Fused and composed results agree within float rounding
 /// (the fused LayerNorm sums in another order, and the GELU uses its own exp), not bit for bit.</para>
+/// <para>Where it lives: in the <c>AdaTSQ.Kernels</c> assembly, because the kernels take it as their
+/// argument (<c>TorchIntegerGemm.Linear</c>) and that assembly does not reference <c>AdaTSQ.Core</c>; in
+/// the namespace <c>AdaTSQ.Abstractions</c> (with <c>IFusedLinear</c> and <c>FusedLinear</c> of
+/// <c>AdaTSQ.Core</c>), because it is how model code states a fusion, and model code must not import
+/// the kernels or the quantization layer. One type for both sides, so nothing is converted between
+/// the model and the kernels; the kernel-side checks and the native struct are internal to
+/// <c>AdaTSQ.Kernels</c>. Formerly <c>AdaTSQ.Kernels.FusedLinearOps</c>.</para>
 /// </remarks>
 public sealed class FusedLinearOps
 {
@@ -100,55 +110,4 @@ public sealed class FusedLinearOps
         long m = rows.numel() / rows.shape[^1];
         return perSample.repeat_interleave(m / perSample.shape[0], 0).reshape(rows.shape);
     }
-
-    /// <summary>Checks the tensors against a call with <paramref name="m"/> rows, <paramref name="k"/> inputs, <paramref name="n"/> outputs; returns the rows per sample.</summary>
-    internal long Validate(long m, long k, long n, long[] outputShape, string what)
-    {
-        if (!(LayerNormEpsilon > 0) || !double.IsFinite(LayerNormEpsilon))
-            throw new ArgumentException($"{what}: LayerNormEpsilon must be a positive finite number, got {LayerNormEpsilon}.", nameof(LayerNormEpsilon));
-        if ((Shift is not null || Scale is not null) && !LayerNorm)
-            throw new ArgumentException($"{what}: Shift / Scale modulate the LayerNorm output; set LayerNorm = true.", nameof(LayerNorm));
-        if (Gate is not null && Residual is null)
-            throw new ArgumentException($"{what}: Gate multiplies the output before the Residual is added; set Residual too.", nameof(Gate));
-        if (!Enum.IsDefined(Activation)) throw new ArgumentException($"{what}: unknown activation {(int)Activation}.", nameof(Activation));
-        long samples = 0;
-        void PerSample(Tensor? t, long width, string name)
-        {
-            if (t is null) return;
-            TorchIntegerGemm.CheckCpuContiguous(t, name, ScalarType.Float32);
-            if (t.Dimensions != 2 || t.shape[1] != width)
-                throw new ArgumentException($"{what}: {name} has shape [{string.Join(", ", t.shape)}], expected [samples, {width}].", name);
-            if (samples != 0 && t.shape[0] != samples)
-                throw new ArgumentException($"{what}: {name} has {t.shape[0]} samples, the other per-sample tensors {samples}.", name);
-            samples = t.shape[0];
-            if (samples == 0 || m % samples != 0)
-                throw new ArgumentException($"{what}: {name} has {samples} samples, which do not divide the call's {m} rows evenly.", name);
-        }
-        PerSample(Shift, k, nameof(Shift));
-        PerSample(Scale, k, nameof(Scale));
-        PerSample(Gate, n, nameof(Gate));
-        if (Residual is not null)
-        {
-            TorchIntegerGemm.CheckCpuContiguous(Residual, nameof(Residual), ScalarType.Float32);
-            if (!Residual.shape.SequenceEqual(outputShape))
-                throw new ArgumentException($"{what}: Residual has shape [{string.Join(", ", Residual.shape)}], expected the output's [{string.Join(", ", outputShape)}].", nameof(Residual));
-        }
-        return samples == 0 ? m : m / samples;
-    }
-
-    /// <summary>The native struct; the tensors must stay alive (and unmoved) for the call.</summary>
-    internal unsafe Interop.LinearOps ToNative(long rowsPerSample, long k, long n) => new()
-    {
-        LayerNorm = LayerNorm ? 1 : 0,
-        Eps = (float)LayerNormEpsilon,
-        Shift = Shift is null ? null : (float*)Shift.Ptr(),
-        Scale = Scale is null ? null : (float*)Scale.Ptr(),
-        LdMod = k,
-        RowsPerSample = rowsPerSample,
-        Activation = (int)Activation,
-        Residual = Residual is null ? null : (float*)Residual.Ptr(),
-        LdResidual = n,
-        Gate = Gate is null ? null : (float*)Gate.Ptr(),
-        LdGate = n,
-    };
 }

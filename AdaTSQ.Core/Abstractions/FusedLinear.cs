@@ -1,17 +1,21 @@
-using AdaTSQ.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdaTSQ.Quantization;
+namespace AdaTSQ.Abstractions;
 
 /// <summary>
 /// Calls a linear layer with the element-wise work around it described by a
 /// <see cref="FusedLinearOps"/>, so that model code states the fusion once and gets the fast path
-/// wherever it exists: a <see cref="QuantLinear"/> on the integer kernels runs it as one fused call
-/// (<see cref="QuantLinear.ForwardFused"/>); any other module runs the same TorchSharp ops as
+/// wherever it exists: a module implementing <see cref="IFusedLinear"/> (such as the quantized
+/// <c>QuantLinear</c>, which on the integer kernels runs it as one fused call) gets
+/// <see cref="IFusedLinear.ForwardFused"/>; any other module runs the same TorchSharp ops as
 /// before (<see cref="FusedLinearOps.ComposePrologue"/>, the module, <see cref="FusedLinearOps.ComposeEpilogue"/>),
 /// bit for bit what unfused model code computes.
 /// </summary>
+/// <remarks>
+/// It lives beside <see cref="IFusedLinear"/>, not with the quantization layer, so that models depend on
+/// the abstraction only (formerly <c>AdaTSQ.Quantization.FusedLinear</c>, which tested for <c>QuantLinear</c>).
+/// </remarks>
 public static class FusedLinear
 {
     /// <summary><c>ops.ComposeEpilogue(linear(ops.ComposePrologue(input)))</c>, fused where the layer supports it.</summary>
@@ -20,7 +24,7 @@ public static class FusedLinear
         ArgumentNullException.ThrowIfNull(linear);
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (linear is QuantLinear quant) return quant.ForwardFused(input, ops);
+        if (linear is IFusedLinear fused) return fused.ForwardFused(input, ops);
         using var x = ops.ComposePrologue(input);
         using var y = linear.call(x);
         return ops.ComposeEpilogue(y);

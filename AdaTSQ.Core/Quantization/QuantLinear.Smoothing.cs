@@ -1,0 +1,68 @@
+// QuantLinear (partial): SmoothQuant input smoothing: the factors s, their reciprocal applied to
+// the input of quantized calls, and the smoothed weight W · diag(s) the versions are quantized from.
+// The module and its forward are in QuantLinear.cs.
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Quantization;
+
+public sealed partial class QuantLinear
+{
+    private Tensor? _smoothing;
+    private Tensor? _inverseSmoothing;
+    private Tensor? _smoothedWeight;
+
+    /// <summary>
+    /// SmoothQuant factors <c>s</c> <c>[in]</c>, or null: when set, a quantized call computes
+    /// <c>Q(x / s) · Q(W · diag(s))ᵀ</c> (the weight versions are quantized from <c>W · diag(s)</c>), which
+    /// equals <c>x Wᵀ</c> in exact arithmetic but moves activation outliers into the weights. Full-precision
+    /// calls ignore it.
+    /// </summary>
+    public Tensor? InputSmoothing => _smoothing;
+
+    /// <summary>
+    /// Sets (or with null removes) the SmoothQuant factors. Only while no weight version is held, since
+    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>).
+    /// </summary>
+    public void SetInputSmoothing(Tensor? factors)
+    {
+        if (_versions.Count > 0)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
+        if (factors is not null)
+        {
+            if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
+                throw new LayerQuantizationException(LayerName, $"smoothing factors have shape [{string.Join(", ", factors.shape)}], expected [{InFeatures}].");
+            using var check = torch.NewDisposeScope();
+            if (!(factors.isfinite().all().item<bool>() && (factors > 0).all().item<bool>()))
+                throw new LayerQuantizationException(LayerName, "smoothing factors must be finite and positive.");
+        }
+        DisposeSmoothing();
+        if (factors is null) return;
+        using var noGrad = torch.no_grad();
+        _smoothing = factors.to(weight.dtype, weight.device, copy: true).DetachFromDisposeScope();
+        _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
+    }
+
+    /// <summary>The weight the quantized versions stand for: <c>W · diag(s)</c> with smoothing, else <c>W</c> (a new tensor, detached).</summary>
+    public Tensor SmoothedWeight()
+    {
+        using var noGrad = torch.no_grad();
+        return _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+    }
+
+    private Tensor FloatWeightForQuantizedInput()
+    {
+        if (_smoothing is null) return weight;
+        if (_smoothedWeight is null)
+            using (torch.no_grad()) _smoothedWeight = (weight.detach() * _smoothing.unsqueeze(0)).DetachFromDisposeScope();
+        return _smoothedWeight;
+    }
+
+    private void DisposeSmoothing()
+    {
+        _smoothing?.Dispose();
+        _inverseSmoothing?.Dispose();
+        _smoothedWeight?.Dispose();
+        _smoothing = _inverseSmoothing = _smoothedWeight = null;
+    }
+}

@@ -1,0 +1,65 @@
+using AdaTSQ.Abstractions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Kernels;
+
+/// <summary>
+/// The kernel boundary of <see cref="FusedLinearOps"/>: the checks of its tensors against one integer
+/// call and its conversion to the native struct. They were members of <see cref="FusedLinearOps"/>; they
+/// live here so that the description (namespace <c>AdaTSQ.Abstractions</c>, which model code imports)
+/// does not depend on the kernels' internals.
+/// </summary>
+internal static class FusedLinearOpsNative
+{
+    /// <summary>Checks the tensors against a call with <paramref name="m"/> rows, <paramref name="k"/> inputs, <paramref name="n"/> outputs; returns the rows per sample.</summary>
+    internal static long Validate(this FusedLinearOps ops, long m, long k, long n, long[] outputShape, string what)
+    {
+        if (!(ops.LayerNormEpsilon > 0) || !double.IsFinite(ops.LayerNormEpsilon))
+            throw new ArgumentException($"{what}: LayerNormEpsilon must be a positive finite number, got {ops.LayerNormEpsilon}.", nameof(FusedLinearOps.LayerNormEpsilon));
+        if ((ops.Shift is not null || ops.Scale is not null) && !ops.LayerNorm)
+            throw new ArgumentException($"{what}: Shift / Scale modulate the LayerNorm output; set LayerNorm = true.", nameof(FusedLinearOps.LayerNorm));
+        if (ops.Gate is not null && ops.Residual is null)
+            throw new ArgumentException($"{what}: Gate multiplies the output before the Residual is added; set Residual too.", nameof(FusedLinearOps.Gate));
+        if (!Enum.IsDefined(ops.Activation)) throw new ArgumentException($"{what}: unknown activation {(int)ops.Activation}.", nameof(FusedLinearOps.Activation));
+        long samples = 0;
+        void PerSample(Tensor? t, long width, string name)
+        {
+            if (t is null) return;
+            TorchIntegerGemm.CheckCpuContiguous(t, name, ScalarType.Float32);
+            if (t.Dimensions != 2 || t.shape[1] != width)
+                throw new ArgumentException($"{what}: {name} has shape [{string.Join(", ", t.shape)}], expected [samples, {width}].", name);
+            if (samples != 0 && t.shape[0] != samples)
+                throw new ArgumentException($"{what}: {name} has {t.shape[0]} samples, the other per-sample tensors {samples}.", name);
+            samples = t.shape[0];
+            if (samples == 0 || m % samples != 0)
+                throw new ArgumentException($"{what}: {name} has {samples} samples, which do not divide the call's {m} rows evenly.", name);
+        }
+        PerSample(ops.Shift, k, nameof(FusedLinearOps.Shift));
+        PerSample(ops.Scale, k, nameof(FusedLinearOps.Scale));
+        PerSample(ops.Gate, n, nameof(FusedLinearOps.Gate));
+        if (ops.Residual is not null)
+        {
+            TorchIntegerGemm.CheckCpuContiguous(ops.Residual, nameof(FusedLinearOps.Residual), ScalarType.Float32);
+            if (!ops.Residual.shape.SequenceEqual(outputShape))
+                throw new ArgumentException($"{what}: Residual has shape [{string.Join(", ", ops.Residual.shape)}], expected the output's [{string.Join(", ", outputShape)}].", nameof(FusedLinearOps.Residual));
+        }
+        return samples == 0 ? m : m / samples;
+    }
+
+    /// <summary>The native struct; the tensors must stay alive (and unmoved) for the call.</summary>
+    internal static unsafe Interop.LinearOps ToNative(this FusedLinearOps ops, long rowsPerSample, long k, long n) => new()
+    {
+        LayerNorm = ops.LayerNorm ? 1 : 0,
+        Eps = (float)ops.LayerNormEpsilon,
+        Shift = ops.Shift is null ? null : (float*)ops.Shift.Ptr(),
+        Scale = ops.Scale is null ? null : (float*)ops.Scale.Ptr(),
+        LdMod = k,
+        RowsPerSample = rowsPerSample,
+        Activation = (int)ops.Activation,
+        Residual = ops.Residual is null ? null : (float*)ops.Residual.Ptr(),
+        LdResidual = n,
+        Gate = ops.Gate is null ? null : (float*)ops.Gate.Ptr(),
+        LdGate = n,
+    };
+}
