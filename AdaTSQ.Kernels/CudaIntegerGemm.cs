@@ -15,7 +15,9 @@ namespace AdaTSQ.Kernels;
 /// <see cref="ArgumentException"/> (<see cref="ObjectDisposedException"/> for a disposed tensor, named
 /// by <see cref="ObjectDisposedException.ObjectName"/>); a missing library or device throws
 /// <see cref="CudaKernelsUnavailableException"/>. Tensor arguments are held (a private alias on their
-/// storage) until the kernels have been enqueued, so disposing one on another thread meanwhile is safe. Kernels run on libtorch's legacy default stream.
+/// storage) until the kernels have been enqueued, so disposing one on another thread meanwhile is
+/// safe (libtorch's caching allocator then reuses the block only in stream order). Kernels run on
+/// libtorch's legacy default stream.
 /// These kernels compile for sm_80 / sm_90 but have not yet run on a GPU.
 /// </summary>
 public static unsafe class CudaIntegerGemm
