@@ -12,8 +12,12 @@ namespace AdaTSQ.Kernels;
 /// float32 weight scales <c>[N, groups]</c> (per channel when the group size is 0), per-token
 /// activation scales, <c>C[m, n] = Σ_k A[m, k]·W[n, k]</c> with the fused epilogue. Every argument
 /// check (CUDA device, dtype, contiguity, shape) runs before any native call and throws an
-/// <see cref="ArgumentException"/>; a missing library or device throws
-/// <see cref="CudaKernelsUnavailableException"/>. Kernels run on libtorch's legacy default stream.
+/// <see cref="ArgumentException"/> (<see cref="ObjectDisposedException"/> for a disposed tensor, named
+/// by <see cref="ObjectDisposedException.ObjectName"/>); a missing library or device throws
+/// <see cref="CudaKernelsUnavailableException"/>. Tensor arguments are held (a private alias on their
+/// storage) until the kernels have been enqueued, so disposing one on another thread meanwhile is
+/// safe (libtorch's caching allocator then reuses the block only in stream order). Kernels run on
+/// libtorch's legacy default stream.
 /// These kernels compile for sm_80 / sm_90 but have not yet run on a GPU.
 /// </summary>
 public static unsafe class CudaIntegerGemm
@@ -43,13 +47,14 @@ public static unsafe class CudaIntegerGemm
         long k = x.shape[^1], m = x.numel() / k;
         if (m > int.MaxValue) throw new ArgumentException($"x: at most {int.MaxValue} rows, got {m}.", nameof(x));
         EnsureAvailable("QuantizeActivations");
+        using var px = PinnedTensor.Take(x, nameof(x));
         var codes = torch.empty(x.shape, ScalarType.Int8, x.device);
         var scales = torch.empty(x.shape[..^1], ScalarType.Float32, x.device);
         try
         {
-            CudaNativeMethods.Check(CudaNativeMethods.QuantizeRows((float*)Data(x), m, k, k, bits, (float)clipRatio,
+            CudaNativeMethods.Check(CudaNativeMethods.QuantizeRows((float*)px.Address, m, k, k, bits, (float)clipRatio,
                 (sbyte*)Data(codes), k, (float*)Data(scales), x.device_index, null), "QuantizeActivations");
-            return (codes, scales);
+            return (codes, scales);  // this call's own tensors, referenced here: not finalized mid-call
         }
         catch { codes.Dispose(); scales.Dispose(); throw; }
     }
@@ -82,14 +87,19 @@ public static unsafe class CudaIntegerGemm
         if ((m + 63) / 64 > 65535) throw new ArgumentException($"activationCodes: at most {65535L * 64} rows, got {m}.", nameof(activationCodes));
 
         EnsureAvailable("Gemm");
+        long ldw = weightCodes.shape[1];
+        using var pa = PinnedTensor.Take(activationCodes, nameof(activationCodes));
+        using var psa = PinnedTensor.Take(activationScales, nameof(activationScales));
+        using var pw = PinnedTensor.Take(weightCodes, nameof(weightCodes));
+        using var psw = PinnedTensor.Take(weightScales, nameof(weightScales));
+        using var pb = PinnedTensor.Take(bias, nameof(bias));
         var y = torch.empty([.. activationCodes.shape[..^1], n], ScalarType.Float32, device);
         try
         {
-            long ldw = weightCodes.shape[1];
-            CudaNativeMethods.Check(CudaNativeMethods.Gemm((sbyte*)Data(activationCodes), k, (float*)Data(activationScales),
-                (void*)Data(weightCodes), ldw, weightBits, (float*)Data(weightScales), groupSize,
-                bias is null ? null : (float*)Data(bias), (float*)Data(y), n, m, n, k, device.index, null), "Gemm");
-            return y;
+            CudaNativeMethods.Check(CudaNativeMethods.Gemm((sbyte*)pa.Address, k, (float*)psa.Address,
+                (void*)pw.Address, ldw, weightBits, (float*)psw.Address, groupSize,
+                (float*)pb.Address, (float*)Data(y), n, m, n, k, device.index, null), "Gemm");
+            return y;  // this call's own tensor, referenced here: not finalized mid-call
         }
         catch { y.Dispose(); throw; }
     }
@@ -134,6 +144,7 @@ public static unsafe class CudaIntegerGemm
     private static void CheckCuda(Tensor t, string name, ScalarType dtype, Device? device)
     {
         ArgumentNullException.ThrowIfNull(t, name);
+        TensorMemory.ThrowIfDisposed(t, name);
         if (t.device_type != DeviceType.CUDA)
             throw new ArgumentException($"{name}: the CUDA kernels take CUDA tensors, got a tensor on {t.device} (use TorchIntegerGemm for CPU tensors).", name);
         if (device is not null && t.device_index != device.index)
@@ -147,8 +158,8 @@ public static unsafe class CudaIntegerGemm
         if (!IsAvailable) throw new CudaKernelsUnavailableException($"{operation}: the CUDA kernels are unavailable: {UnavailableReason}.");
     }
 
-    /// <summary>The address of the first element as libtorch reports it (a device pointer for CUDA tensors).</summary>
-    internal static nint Data(Tensor t) => CudaNativeMethods.TensorData(t.Handle);
+    /// <summary>The address of the first element, through TorchSharp's public API (a device pointer for CUDA tensors).</summary>
+    internal static nint Data(Tensor t) => TensorMemory.Address(t);
 
     private static string Shape(Tensor t) => string.Join(", ", t.shape);
 

@@ -47,19 +47,54 @@ internal static class FusedLinearOpsNative
         return samples == 0 ? m : m / samples;
     }
 
-    /// <summary>The native struct; the tensors must stay alive (and unmoved) for the call.</summary>
-    internal static unsafe Interop.LinearOps ToNative(this FusedLinearOps ops, long rowsPerSample, long k, long n) => new()
+    /// <summary>
+    /// Holds <paramref name="ops"/>' tensors for one native call (see <see cref="Interop.PinnedTensor"/>);
+    /// nothing for null. Dispose the result after the call.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">A tensor has been disposed (named by its property).</exception>
+    internal static Pinned Pin(FusedLinearOps? ops)
     {
-        LayerNorm = ops.LayerNorm ? 1 : 0,
-        Eps = (float)ops.LayerNormEpsilon,
-        Shift = ops.Shift is null ? null : (float*)ops.Shift.Ptr(),
-        Scale = ops.Scale is null ? null : (float*)ops.Scale.Ptr(),
-        LdMod = k,
-        RowsPerSample = rowsPerSample,
-        Activation = (int)ops.Activation,
-        Residual = ops.Residual is null ? null : (float*)ops.Residual.Ptr(),
-        LdResidual = n,
-        Gate = ops.Gate is null ? null : (float*)ops.Gate.Ptr(),
-        LdGate = n,
-    };
+        if (ops is null) return default;
+        Interop.PinnedTensor shift = default, scale = default, residual = default, gate = default;
+        try
+        {
+            shift = Interop.PinnedTensor.Take(ops.Shift, nameof(FusedLinearOps.Shift));
+            scale = Interop.PinnedTensor.Take(ops.Scale, nameof(FusedLinearOps.Scale));
+            residual = Interop.PinnedTensor.Take(ops.Residual, nameof(FusedLinearOps.Residual));
+            gate = Interop.PinnedTensor.Take(ops.Gate, nameof(FusedLinearOps.Gate));
+            return new Pinned(ops, shift, scale, residual, gate);
+        }
+        catch
+        {
+            shift.Dispose(); scale.Dispose(); residual.Dispose(); gate.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The tensors of one <see cref="FusedLinearOps"/> held for a native call, and the native struct that points into them.</summary>
+    internal readonly struct Pinned(FusedLinearOps? ops, Interop.PinnedTensor shift, Interop.PinnedTensor scale, Interop.PinnedTensor residual, Interop.PinnedTensor gate)
+        : IDisposable
+    {
+        /// <summary>The native struct (all zero without ops); valid until this is disposed.</summary>
+        public unsafe Interop.LinearOps ToNative(long rowsPerSample, long k, long n) => ops is null ? default : new()
+        {
+            LayerNorm = ops.LayerNorm ? 1 : 0,
+            Eps = (float)ops.LayerNormEpsilon,
+            Shift = (float*)shift.Address,
+            Scale = (float*)scale.Address,
+            LdMod = k,
+            RowsPerSample = rowsPerSample,
+            Activation = (int)ops.Activation,
+            Residual = (float*)residual.Address,
+            LdResidual = n,
+            Gate = (float*)gate.Address,
+            LdGate = n,
+        };
+
+        /// <summary>Releases the tensors.</summary>
+        public void Dispose()
+        {
+            shift.Dispose(); scale.Dispose(); residual.Dispose(); gate.Dispose();
+        }
+    }
 }

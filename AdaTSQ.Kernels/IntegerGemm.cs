@@ -9,7 +9,9 @@ namespace AdaTSQ.Kernels;
 /// <see cref="PackedWeights"/>, the activation bits from the codes you pass or
 /// the <c>Linear</c> overloads' argument). Convention: <c>C[m, n] = Σ_k A[m, k]·B[n, k]</c>.
 /// Every argument is checked before any native call; calls allocate no managed memory on the
-/// native paths.
+/// native paths. A call on disposed <see cref="PackedWeights"/> throws
+/// <see cref="ObjectDisposedException"/>; disposing weights while calls use them is safe (they
+/// finish first, see <see cref="PackedWeights"/>).
 /// </summary>
 public static unsafe class IntegerGemm
 {
@@ -147,10 +149,10 @@ public static unsafe class IntegerGemm
             }
             return;
         }
+        using var lease = w.Acquire();  // the packed memory stays allocated until the call returns, even if w is disposed meanwhile
         GemmArgs args = Args(null, m, w, null, bias, y, outInt32: false, options.EffectiveThreads, isa);
         NativeMethods.Check(ops is null ? NativeMethods.Linear(&args, x, w.K, activationBits, (float)clipRatio)
             : NativeMethods.LinearEx(&args, x, w.K, activationBits, (float)clipRatio, ops), operation);
-        GC.KeepAlive(w);
     }
 
     internal static void LayerNormModulate(float* x, long m, long k, LinearOps* ops, float* y, KernelOptions options)
@@ -167,6 +169,7 @@ public static unsafe class IntegerGemm
         NativeMethods.Check(NativeMethods.ApplyEpilogue((int)isa, y, m, n, n, ops, options.EffectiveThreads), "ApplyEpilogue");
     }
 
+    // Reads w's pointers: call with a lease held (Acquire).
     private static GemmArgs Args(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, int threads, KernelIsa isa) => new()
     {
         A = a, Lda = w.K, B = w.Codes, ColSum = w.ColSum, WeightScale = w.Scale, ActivationScale = sa, Bias = bias,
@@ -192,15 +195,14 @@ public static unsafe class IntegerGemm
     {
         var isa = NativeKernels.Resolve(options.Isa);
         int threads = options.EffectiveThreads;
+        using var lease = w.Acquire();  // the packed memory stays allocated until the call returns, even if w is disposed meanwhile
         if (isa == KernelIsa.Managed)
         {
             ManagedGemm.Gemm(a, m, w, sa, bias, c, outInt32, threads);
-            GC.KeepAlive(w);
             return;
         }
         GemmArgs args = Args(a, m, w, sa, bias, c, outInt32, threads, isa);
         NativeMethods.Check(NativeMethods.Gemm(&args), operation);
-        GC.KeepAlive(w);
     }
 
     private static void CheckGemm(long aLength, int m, PackedWeights w, long cLength, long? scalesLength, long biasLength)

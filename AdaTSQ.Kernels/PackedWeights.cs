@@ -1,10 +1,11 @@
 using System.Runtime.InteropServices;
+using AdaTSQ.Kernels.Interop;
 
 namespace AdaTSQ.Kernels;
 
 /// <summary>
 /// Weight codes pre-packed once into the kernels' layout, with per-group scales and column sums.
-/// Owns aligned native memory; dispose it (a finalizer frees it as a last resort).
+/// Owns aligned native memory; dispose it (the runtime's critical finalizer frees it as a last resort).
 /// </summary>
 /// <remarks>
 /// <para>Layout: panels of 48 output columns; within a panel K runs in steps of 4 and each step
@@ -13,15 +14,24 @@ namespace AdaTSQ.Kernels;
 /// load feeds two steps after a shift and a mask. Padding (N to 48, K to 4 or 8) is zero.</para>
 /// <para>Codes must lie on the restricted symmetric grid, ±127 (8-bit) or ±7 (4-bit): the AVX2
 /// path's sign trick cannot represent −128. Asymmetric (zero-point) weights are not supported.</para>
+/// <para>Thread safety: any number of calls may use the same weights at once, and <see cref="Dispose"/>
+/// may be called from any thread at any time. The memory sits behind a <see cref="SafeHandle"/> that
+/// every call references for its whole length: disposing while calls run lets them finish on intact
+/// memory, which is freed when the last of them returns; a call that starts after
+/// <see cref="Dispose"/> throws <see cref="ObjectDisposedException"/>.</para>
 /// </remarks>
 public sealed unsafe class PackedWeights : IDisposable
 {
     /// <summary>Output columns per packed panel.</summary>
     public const int PanelWidth = 48;
 
-    private byte* _codes;
-    private int* _colSum;
-    private float* _scale;
+    // One block: codes, then column sums, then scales, each 64-byte aligned. The pointers below are
+    // valid while a Lease is held (or, during packing, while the constructor's caller owns the weights).
+    private readonly NativeBuffer _memory;
+    private readonly byte* _codes;
+    private readonly int* _colSum;
+    private readonly float* _scale;
+    private int _disposed;
 
     private PackedWeights(int n, int k, int bits, int groupSize, int group, int groups)
     {
@@ -29,13 +39,15 @@ public sealed unsafe class PackedWeights : IDisposable
         PaddedN = (n + PanelWidth - 1) / PanelWidth * PanelWidth;
         Steps = (long)groups * group / 4;
         CodeBytes = PaddedN / PanelWidth * Steps * PanelWidth * (bits == 4 ? 2 : 4);
-        _codes = (byte*)NativeMemory.AlignedAlloc((nuint)CodeBytes, 64);
-        _colSum = (int*)NativeMemory.AlignedAlloc((nuint)((long)groups * PaddedN * sizeof(int)), 64);
-        _scale = (float*)NativeMemory.AlignedAlloc((nuint)((long)groups * PaddedN * sizeof(float)), 64);
-        NativeMemory.Clear(_codes, (nuint)CodeBytes);
-        NativeMemory.Clear(_colSum, (nuint)((long)groups * PaddedN * sizeof(int)));
-        NativeMemory.Clear(_scale, (nuint)((long)groups * PaddedN * sizeof(float)));
+        long tableBytes = (long)groups * PaddedN * sizeof(int);  // column sums; the scales are floats, the same size
+        long colSumOffset = Align64(CodeBytes), scaleOffset = colSumOffset + Align64(tableBytes);
+        _memory = NativeBuffer.Allocate((nuint)(scaleOffset + tableBytes), 64);  // zeroed
+        _codes = _memory.Pointer;
+        _colSum = (int*)(_memory.Pointer + colSumOffset);
+        _scale = (float*)(_memory.Pointer + scaleOffset);
     }
+
+    private static long Align64(long bytes) => (bytes + 63) & ~63L;
 
     /// <summary>Output features (rows of the weight).</summary>
     public int N { get; }
@@ -59,9 +71,71 @@ public sealed unsafe class PackedWeights : IDisposable
     internal long PaddedN { get; }
     internal long Steps { get; }
     internal long CodeBytes { get; }
-    internal byte* Codes => _codes != null ? _codes : throw new ObjectDisposedException(nameof(PackedWeights));
+
+    // The packed memory: read only while a Lease is held (Acquire), which keeps it from being freed.
+    internal byte* Codes => _codes;
     internal int* ColSum => _colSum;
     internal float* Scale => _scale;
+
+    /// <summary>The native memory's handle (for tests: released when the weights are disposed and no call holds them).</summary>
+    internal NativeBuffer Memory => _memory;
+
+    /// <summary>True once <see cref="Dispose"/> has been called (the memory may still be in use by calls that started before).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>
+    /// Test hook: runs on the calling thread right after a call has taken its reference on the memory,
+    /// before any kernel code; lets tests dispose the weights (or a tensor argument) while a call holds them.
+    /// </summary>
+    internal Action? LeaseTakenHook { get; set; }
+
+    /// <summary>
+    /// References the native memory for the length of one call: the memory cannot be freed until the
+    /// lease is disposed, even if <see cref="Dispose"/> runs meanwhile on another thread.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The weights were disposed before the call
+    /// (<see cref="ObjectDisposedException.ObjectName"/> is <c>weights</c>).</exception>
+    internal Lease Acquire()
+    {
+        if (IsDisposed) throw Disposed();
+        bool added = false;
+        try
+        {
+            _memory.DangerousAddRef(ref added);  // throws once the memory is freed
+        }
+        catch (ObjectDisposedException)
+        {
+            throw Disposed();
+        }
+        if (!added) throw Disposed();
+        try
+        {
+            // The handle still takes references after Dispose while other calls hold it: a call that
+            // got here after Dispose set the flag gives its reference back and fails like a later one.
+            if (IsDisposed) throw Disposed();
+            LeaseTakenHook?.Invoke();
+        }
+        catch
+        {
+            _memory.DangerousRelease();
+            throw;
+        }
+        return new Lease(_memory);
+    }
+
+    private static ObjectDisposedException Disposed() =>
+        new("weights", "weights: the PackedWeights has been disposed; pack the weights again to use them.");
+
+    /// <summary>A reference on the packed memory for one call; dispose it (once) when the call returns.</summary>
+    internal readonly ref struct Lease
+    {
+        private readonly NativeBuffer _memory;
+
+        internal Lease(NativeBuffer memory) => _memory = memory;
+
+        /// <summary>Releases the reference; frees the memory if the weights were disposed meanwhile and this was the last call.</summary>
+        public void Dispose() => _memory.DangerousRelease();
+    }
 
     /// <summary>
     /// Packs int8 codes <c>[n, k]</c> (row-major, in [−127, 127]) with scales <c>[n, groups]</c>
@@ -160,20 +234,14 @@ public sealed unsafe class PackedWeights : IDisposable
         }
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Frees the native memory, or, while calls are using it, marks it for freeing when the last of
+    /// them returns. Calls started afterwards throw <see cref="ObjectDisposedException"/>. Idempotent
+    /// and safe from any thread.
+    /// </summary>
     public void Dispose()
     {
-        Free();
-        GC.SuppressFinalize(this);
-    }
-
-    /// <summary>Frees the native memory if <see cref="Dispose"/> was not called.</summary>
-    ~PackedWeights() => Free();
-
-    private void Free()
-    {
-        NativeMemory.AlignedFree(_codes); _codes = null;
-        NativeMemory.AlignedFree(_colSum); _colSum = null;
-        NativeMemory.AlignedFree(_scale); _scale = null;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _memory.Dispose();
     }
 }

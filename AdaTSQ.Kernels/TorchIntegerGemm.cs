@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using AdaTSQ.Abstractions;
+using AdaTSQ.Kernels.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,8 +10,15 @@ namespace AdaTSQ.Kernels;
 /// <summary>
 /// The integer kernels on TorchSharp tensors. Inputs must be contiguous CPU tensors of the dtype
 /// named per argument; every check runs before any native call and throws an
-/// <see cref="ArgumentException"/> naming the argument and the problem.
+/// <see cref="ArgumentException"/> naming the argument and the problem (an
+/// <see cref="ObjectDisposedException"/> whose <see cref="ObjectDisposedException.ObjectName"/> is the
+/// argument's name for a disposed tensor).
 /// </summary>
+/// <remarks>
+/// Each tensor argument is held for the length of the call (a private alias on its storage), so a
+/// caller that disposes it on another thread while the call runs does not pull the memory from under
+/// the kernels: the storage is freed when the call returns.
+/// </remarks>
 public static unsafe class TorchIntegerGemm
 {
     /// <summary>
@@ -26,10 +34,13 @@ public static unsafe class TorchIntegerGemm
         CheckCpuContiguous(scales, nameof(scales), ScalarType.Float32);
         if (codes.Dimensions != 2) throw new ArgumentException($"codes: expected a 2-D tensor, got shape [{string.Join(", ", codes.shape)}].", nameof(codes));
         int n = checked((int)codes.shape[0]);
-        var scaleSpan = new ReadOnlySpan<float>((void*)scales.Ptr(), checked((int)scales.numel()));
+        int codeCount = checked((int)codes.numel()), scaleCount = checked((int)scales.numel());
+        using var pc = PinnedTensor.Take(codes, nameof(codes));
+        using var ps = PinnedTensor.Take(scales, nameof(scales));
+        var scaleSpan = new ReadOnlySpan<float>((void*)ps.Address, scaleCount);
         return bits <= 4
-            ? PackedWeights.FromInt4(new ReadOnlySpan<byte>((void*)codes.Ptr(), checked((int)codes.numel())), scaleSpan, n, k, groupSize)
-            : PackedWeights.FromInt8(new ReadOnlySpan<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), scaleSpan, n, k, groupSize);
+            ? PackedWeights.FromInt4(new ReadOnlySpan<byte>((void*)pc.Address, codeCount), scaleSpan, n, k, groupSize)
+            : PackedWeights.FromInt8(new ReadOnlySpan<sbyte>((void*)pc.Address, codeCount), scaleSpan, n, k, groupSize);
     }
 
     /// <summary>
@@ -41,12 +52,15 @@ public static unsafe class TorchIntegerGemm
         CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
         if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
         long k = x.shape[^1], m = x.numel() / k;
+        int count = checked((int)x.numel()), rows = checked((int)m);
+        using var px = PinnedTensor.Take(x, nameof(x));
         var codes = torch.empty(x.shape, ScalarType.Int8);
         var scales = torch.empty(x.shape[..^1], ScalarType.Float32);
         try
         {
-            IntegerGemm.QuantizeActivations(Span<float>(x), checked((int)m), checked((int)k), bits,
-                new Span<sbyte>((void*)codes.Ptr(), checked((int)codes.numel())), Span<float>(scales), clipRatio, options);
+            // codes and scales are this call's own tensors: referenced below (returned), so never finalized mid-call.
+            IntegerGemm.QuantizeActivations(new ReadOnlySpan<float>((void*)px.Address, count), rows, checked((int)k), bits,
+                new Span<sbyte>((void*)TensorMemory.Address(codes), count), new Span<float>((void*)TensorMemory.Address(scales), rows), clipRatio, options);
             return (codes, scales);
         }
         catch { codes.Dispose(); scales.Dispose(); throw; }
@@ -81,19 +95,17 @@ public static unsafe class TorchIntegerGemm
         long m = x.numel() / weights.K;
         if (m == 0) throw new ArgumentException("x: has no rows.", nameof(x));
         long[] outShape = [.. x.shape[..^1], weights.N];
-        Interop.LinearOps native = default;
-        if (ops is not null)
-        {
-            long perSample = ops.Validate(m, weights.K, weights.N, outShape, "Linear");
-            native = ops.ToNative(perSample, weights.K, weights.N);
-        }
+        long perSample = ops?.Validate(m, weights.K, weights.N, outShape, "Linear") ?? m;
+        using var px = PinnedTensor.Take(x, nameof(x));
+        using var pb = PinnedTensor.Take(bias, nameof(bias));
+        using var pops = FusedLinearOpsNative.Pin(ops);
+        LinearOps native = pops.ToNative(perSample, weights.K, weights.N);
         var y = torch.empty(outShape, ScalarType.Float32);
         try
         {
-            IntegerGemm.LinearFused((float*)x.Ptr(), checked((int)m), weights, activationBits, bias is null ? null : (float*)bias.Ptr(),
-                (float*)y.Ptr(), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native);
-            GC.KeepAlive(ops);
-            return y;
+            IntegerGemm.LinearFused((float*)px.Address, checked((int)m), weights, activationBits, (float*)pb.Address,
+                (float*)TensorMemory.Address(y), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native);
+            return y;  // y, this call's own tensor, is referenced here: not finalized mid-call
         }
         catch { y.Dispose(); throw; }
     }
@@ -112,12 +124,13 @@ public static unsafe class TorchIntegerGemm
         if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
         long k = x.shape[^1], m = x.numel() / k;
         long perSample = ops.Validate(m, k, 1, x.shape, "LayerNormModulate");
-        var native = ops.ToNative(perSample, k, 1);
+        using var px = PinnedTensor.Take(x, nameof(x));
+        using var pops = FusedLinearOpsNative.Pin(ops);
+        var native = pops.ToNative(perSample, k, 1);
         var y = torch.empty(x.shape, ScalarType.Float32);
         try
         {
-            IntegerGemm.LayerNormModulate((float*)x.Ptr(), m, k, &native, (float*)y.Ptr(), options ?? KernelOptions.Default);
-            GC.KeepAlive(ops);
+            IntegerGemm.LayerNormModulate((float*)px.Address, m, k, &native, (float*)TensorMemory.Address(y), options ?? KernelOptions.Default);
             return y;
         }
         catch { y.Dispose(); throw; }
@@ -135,19 +148,17 @@ public static unsafe class TorchIntegerGemm
         long n = y.shape[^1], m = y.numel() / n;
         if (ops.HasPrologue) throw new ArgumentException("ApplyEpilogue: ops has a prologue (LayerNorm); pass the epilogue only.", nameof(ops));
         long perSample = ops.Validate(m, 1, n, y.shape, "ApplyEpilogue");
-        var native = ops.ToNative(perSample, 1, n);
-        IntegerGemm.ApplyEpilogue((float*)y.Ptr(), m, n, &native, options ?? KernelOptions.Default);
-        GC.KeepAlive(ops);
+        using var py = PinnedTensor.Take(y, nameof(y));
+        using var pops = FusedLinearOpsNative.Pin(ops);
+        var native = pops.ToNative(perSample, 1, n);
+        IntegerGemm.ApplyEpilogue((float*)py.Address, m, n, &native, options ?? KernelOptions.Default);
     }
 
-    private static Span<float> Span<T>(Tensor t) => new((void*)t.Ptr(), checked((int)t.numel()));
-
-    /// <summary>The address of a contiguous CPU tensor's first element (TorchSharp's <c>bytes</c> span is a view of the storage).</summary>
-    internal static nint Ptr(this Tensor t) => t.numel() == 0 ? 0 : (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
-
+    /// <summary>Checks a tensor argument: not disposed (<see cref="ObjectDisposedException"/> named <paramref name="name"/>), on the CPU, of <paramref name="dtype"/>, contiguous.</summary>
     internal static void CheckCpuContiguous(Tensor t, string name, ScalarType dtype)
     {
         ArgumentNullException.ThrowIfNull(t, name);
+        TensorMemory.ThrowIfDisposed(t, name);
         if (t.device_type != DeviceType.CPU) throw new ArgumentException($"{name}: the integer kernels run on CPU tensors, got a tensor on {t.device}.", name);
         if (t.dtype != dtype) throw new ArgumentException($"{name}: expected dtype {dtype}, got {t.dtype}.", name);
         if (!t.is_contiguous()) throw new ArgumentException($"{name}: expected a contiguous tensor (call .contiguous()), got strides [{string.Join(", ", t.stride())}].", name);

@@ -36,10 +36,6 @@ internal static unsafe partial class CudaNativeMethods
     public static partial CudaStatus Gemm(sbyte* a, long lda, float* activationScale, void* w, long ldw, int weightBits, float* weightScale, long group,
         float* bias, float* c, long ldc, long m, long n, long k, int device, void* stream);
 
-    /// <summary>The address of a tensor's first element as libtorch reports it (a device pointer for CUDA tensors).</summary>
-    [LibraryImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
-    public static partial nint TensorData(nint tensorHandle);
-
     /// <summary>Turns a failed status into an exception, right after the call.</summary>
     public static void Check(CudaStatus status, string operation)
     {
