@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using AdaTSQ.Abstractions;
 using AdaTSQ.Kernels;
 using AdaTSQ.Kernels.Interop;
 using TorchSharp;
