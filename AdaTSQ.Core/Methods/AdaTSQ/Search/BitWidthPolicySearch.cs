@@ -28,7 +28,7 @@ public sealed class BitWidthPolicySearch : IPolicySearch
     public BitWidthSearchOptions Options { get; }
 
     /// <inheritdoc />
-    public string Name => "bit-width search";
+    public string Name => "bit-width search, SearchBitWidths(...)";
 
     /// <summary>The options with the builder's spec templates merged in: an enabled weight template, any activation template.</summary>
     public BitWidthSearchOptions Merged(QuantSpec? weightTemplate, QuantSpec? activationTemplate) => Options with
