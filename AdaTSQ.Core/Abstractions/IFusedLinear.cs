@@ -8,7 +8,7 @@ namespace AdaTSQ.Abstractions;
 /// </summary>
 /// <remarks>
 /// Model code does not call it directly: it states each fusion once through
-/// <see cref="FusedLinear.Forward"/>, which calls <see cref="ForwardFused"/> on modules that implement
+/// <c>AdaTSQ.Models.FusedLinear.Forward</c>, which calls <see cref="ForwardFused"/> on modules that implement
 /// this interface and runs the composed TorchSharp ops around any other module. This keeps the model
 /// independent of the layers that implement it (the quantized <c>QuantLinear</c> does).
 /// </remarks>

@@ -1,5 +1,6 @@
 using System.Reflection;
 using AdaTSQ.Abstractions;
+using AdaTSQ.Models;
 using AdaTSQ.Models.DiT;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,4 +1,5 @@
 using AdaTSQ.Abstractions;
+using AdaTSQ.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 

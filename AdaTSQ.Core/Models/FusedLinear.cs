@@ -1,7 +1,8 @@
+using AdaTSQ.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdaTSQ.Abstractions;
+namespace AdaTSQ.Models;
 
 /// <summary>
 /// Calls a linear layer with the element-wise work around it described by a
@@ -13,8 +14,9 @@ namespace AdaTSQ.Abstractions;
 /// bit for bit what unfused model code computes.
 /// </summary>
 /// <remarks>
-/// It lives beside <see cref="IFusedLinear"/>, not with the quantization layer, so that models depend on
-/// the abstraction only (formerly <c>AdaTSQ.Quantization.FusedLinear</c>, which tested for <c>QuantLinear</c>).
+/// It is the models' side of the fusion: it depends on the abstraction <see cref="IFusedLinear"/> only, not on the
+/// quantization layer (formerly <c>AdaTSQ.Quantization.FusedLinear</c>, which tested for <c>QuantLinear</c>), and
+/// <c>Abstractions/</c> keeps only the interface and the data it exchanges.
 /// </remarks>
 public static class FusedLinear
 {
