@@ -6,8 +6,11 @@ namespace AdaTSQ.Sampling;
 
 /// <summary>
 /// DDPM (ancestral) and DDIM sampling over a <see cref="GaussianDiffusion"/>, as the official DiT code
-/// does them (<c>p_sample_loop</c>, <c>ddim_sample_loop</c>), with classifier-free guidance and learned
-/// or fixed variances. Before every model call the step is set in <see cref="TimestepContext"/>, so
+/// does them (<c>p_sample_loop</c>, <c>ddim_sample_loop</c>, both through
+/// <see cref="GaussianDiffusion.PMeanVariance"/>), with classifier-free guidance (on
+/// <see cref="SamplingOptions.GuidedChannels"/> channels) and learned or fixed variances. The model's
+/// output must fit the diffusion's <see cref="GaussianDiffusion.VarianceType"/> (2·C channels for
+/// learned-range, C otherwise; else <see cref="ModelOutputMismatchException"/>). Before every model call the step is set in <see cref="TimestepContext"/>, so
 /// timestep-dependent quantization policies see it. Device-agnostic: works where the noise lives.
 /// </summary>
 public sealed class DiffusionSampler(GaussianDiffusion diffusion)
@@ -90,9 +93,11 @@ public sealed class DiffusionSampler(GaussianDiffusion diffusion)
         var d = Diffusion;
         int i = d.NumTimesteps - 1 - k;
         info = Info(k);
-        (eps, var varValues) = Predict(model, x, labels, info, o);
-        var xStart = d.PredictXStart(x, i, eps);
-        if (o.ClipDenoised) xStart = xStart.clamp(-1, 1);
+        var output = GuidedPrediction.Predict(model, x, labels, info, o);
+        eps = output[.., ..(int)x.shape[1]];
+        // The official p_sample / ddim_sample: both go through p_mean_variance (which checks the output channels).
+        var p = d.PMeanVariance(output, x, i, o.ClipDenoised);
+        var xStart = p.PredXStart;
         if (ddim)
         {
             var e = d.PredictEps(x, i, xStart);
@@ -102,36 +107,9 @@ public sealed class DiffusionSampler(GaussianDiffusion diffusion)
             if (i > 0 && sigma > 0) next = next + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * sigma;
             return next;
         }
-        var mean = xStart * d.PosteriorMeanCoef1[i] + x * d.PosteriorMeanCoef2[i];
-        return i > 0 ? mean + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * (LogVariance(i, varValues) * 0.5).exp() : mean;
-    }
-
-    /// <summary>ε (guided when asked) and, for learned variances, the variance values v ∈ [−1, 1].</summary>
-    private (Tensor Eps, Tensor? VarValues) Predict(Denoiser model, Tensor x, Tensor labels, TimestepInfo info, SamplingOptions o)
-    {
-        long c = x.shape[1];
-        var output = GuidedPrediction.Predict(model, x, labels, info, o);
-        var eps = output[.., ..(int)c];
-        Tensor? v = Diffusion.VarianceType == VarianceType.LearnedRange
-            ? (output.shape[1] == 2 * c ? output[.., (int)c..] : throw new ArgumentException($"learned-range variance needs {2 * c} output channels, the model gave {output.shape[1]}."))
-            : null;
-        return (eps, v);
-    }
-
-    private Tensor LogVariance(int i, Tensor? varValues)
-    {
-        var d = Diffusion;
-        switch (d.VarianceType)
-        {
-            case VarianceType.LearnedRange:
-                double minLog = d.PosteriorLogVarianceClipped[i], maxLog = Math.Log(d.Betas[i]);
-                var frac = (varValues! + 1) / 2;
-                return frac * maxLog + (1 - frac) * minLog;
-            case VarianceType.FixedSmall:
-                return torch.tensor(d.PosteriorLogVarianceClipped[i]);
-            default:
-                // σ² = β_t, except at t = 0 where the posterior variance of step 1 is used (official FIXED_LARGE).
-                return torch.tensor(Math.Log(i == 0 ? d.PosteriorVariance[Math.Min(1, d.NumTimesteps - 1)] : d.Betas[i]));
-        }
+        if (i == 0) return p.Mean;
+        // exp(½·log σ²); a fixed variance is one number per step, applied as a scalar.
+        var std = d.VarianceType == VarianceType.LearnedRange ? (p.LogVariance * 0.5).exp() : (torch.tensor(d.FixedLogVariance(i)) * 0.5).exp();
+        return p.Mean + torch.randn(x.shape, generator: gen, device: x.device, dtype: x.dtype) * std;
     }
 }

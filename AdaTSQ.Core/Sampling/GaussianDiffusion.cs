@@ -1,3 +1,4 @@
+using AdaTSQ.Models.DiT;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -71,7 +72,11 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// The official linear schedule of <paramref name="steps"/> steps, respaced to the timesteps chosen
-    /// by <paramref name="respacing"/> (see <see cref="SpaceTimesteps"/>; empty = no respacing).
+    /// by <paramref name="respacing"/> (see <see cref="SpaceTimesteps"/>; empty = no respacing), with
+    /// the variance <paramref name="varianceType"/> (default <see cref="VarianceType.FixedLarge"/>, right
+    /// for models without learned sigma). For a DiT prefer <see cref="For"/>, which picks the variance
+    /// from <see cref="DiTConfig.LearnSigma"/>: the samplers refuse a learn-sigma model (2·C output
+    /// channels) on a fixed-variance diffusion with <see cref="ModelOutputMismatchException"/>.
     /// </summary>
     public static GaussianDiffusion Create(int steps = 1000, string respacing = "", VarianceType varianceType = VarianceType.FixedLarge)
     {
@@ -93,6 +98,19 @@ public sealed class GaussianDiffusion
             map.Add(i);
         }
         return new GaussianDiffusion(newBetas.ToArray(), map.ToArray(), varianceType, steps);
+    }
+
+    /// <summary>
+    /// The diffusion the official <c>create_diffusion(timestep_respacing, learn_sigma)</c> builds for a DiT
+    /// of configuration <paramref name="config"/>: the linear schedule of <paramref name="steps"/> steps
+    /// respaced by <paramref name="respacing"/>, with <see cref="VarianceType.LearnedRange"/> when the model
+    /// learns its variance (<see cref="DiTConfig.LearnSigma"/>, the official default) and
+    /// <see cref="VarianceType.FixedLarge"/> otherwise.
+    /// </summary>
+    public static GaussianDiffusion For(DiTConfig config, string respacing = "", int steps = 1000)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Create(steps, respacing, config.LearnSigma ? VarianceType.LearnedRange : VarianceType.FixedLarge);
     }
 
     /// <summary>
@@ -154,6 +172,69 @@ public sealed class GaussianDiffusion
         return (xt * Math.Sqrt(1 / ac) - xStart) / Math.Sqrt(1 / ac - 1);
     }
 
+    /// <summary>
+    /// The official <c>p_mean_variance</c> at spaced step <paramref name="step"/>, given the model's
+    /// prediction <paramref name="modelOutput"/> for <paramref name="x"/> = x_t <c>[N, C, …]</c> (after
+    /// guidance, if any): ε in the first C channels and, for <see cref="VarianceType.LearnedRange"/>, the
+    /// variance values v ∈ [−1, 1] in the next C. Returns the mean and (log) variance of
+    /// p(x_{t−1} | x_t) and the predicted x̂_0 (clamped to [−1, 1] when <paramref name="clipDenoised"/>, before
+    /// the mean is formed), all shaped like <paramref name="x"/>:
+    /// <code>
+    /// x̂_0   = √(1/ᾱ_t)·x_t − √(1/ᾱ_t − 1)·ε            (then clamp if clipDenoised)
+    /// mean  = coef1_t·x̂_0 + coef2_t·x_t                  (the posterior mean q(x_{t−1} | x_t, x̂_0))
+    /// log σ² = ((v+1)/2)·log β_t + (1 − (v+1)/2)·log β̃_t  (LearnedRange; β̃ clipped at t = 0)
+    /// log σ² = log β_t, with β̃_1 at t = 0                  (FixedLarge)
+    /// log σ² = log β̃_t clipped, σ² = β̃_t                  (FixedSmall)
+    /// </code>
+    /// </summary>
+    /// <exception cref="ModelOutputMismatchException">The prediction has the wrong number of channels for the variance type.</exception>
+    /// <exception cref="ArgumentException">The prediction's batch or spatial shape is not x's, or <paramref name="step"/> is out of range.</exception>
+    public MeanVariance PMeanVariance(Tensor modelOutput, Tensor x, int step, bool clipDenoised)
+    {
+        ArgumentNullException.ThrowIfNull(modelOutput);
+        ArgumentNullException.ThrowIfNull(x);
+        if (step < 0 || step >= NumTimesteps) throw new ArgumentOutOfRangeException(nameof(step), $"step {step} of a {NumTimesteps}-step diffusion.");
+        if (x.Dimensions < 2 || modelOutput.Dimensions != x.Dimensions || modelOutput.shape[0] != x.shape[0] || !modelOutput.shape[2..].SequenceEqual(x.shape[2..]))
+            throw new ArgumentException($"the model output [{string.Join(", ", modelOutput.shape)}] does not match x_t [{string.Join(", ", x.shape)}] outside the channels.", nameof(modelOutput));
+        long c = x.shape[1];
+        long expected = VarianceType == VarianceType.LearnedRange ? 2 * c : c;
+        if (modelOutput.shape[1] != expected) throw new ModelOutputMismatchException(VarianceType, c, modelOutput.shape[1]);
+        using var scope = torch.NewDisposeScope();
+        Tensor logVariance, variance;
+        if (VarianceType == VarianceType.LearnedRange)
+        {
+            logVariance = LearnedLogVariance(step, modelOutput[.., (int)c..]);
+            variance = logVariance.exp();
+        }
+        else
+        {
+            logVariance = torch.full(x.shape, FixedLogVariance(step), dtype: x.dtype, device: x.device);
+            double fixedVariance = VarianceType == VarianceType.FixedSmall ? PosteriorVariance[step] : step == 0 ? PosteriorVariance[Math.Min(1, NumTimesteps - 1)] : Betas[step];
+            variance = torch.full(x.shape, fixedVariance, dtype: x.dtype, device: x.device);
+        }
+        var xStart = PredictXStart(x, step, c == modelOutput.shape[1] ? modelOutput : modelOutput[.., ..(int)c]);
+        if (clipDenoised) xStart = xStart.clamp(-1, 1);
+        var mean = xStart * PosteriorMeanCoef1[step] + x * PosteriorMeanCoef2[step];
+        return new MeanVariance(mean.MoveToOuterDisposeScope(), variance.MoveToOuterDisposeScope(), logVariance.MoveToOuterDisposeScope(), xStart.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>log σ² of a learned-range variance from the model's values v ∈ [−1, 1] at a spaced step.</summary>
+    internal Tensor LearnedLogVariance(int step, Tensor varValues)
+    {
+        double minLog = PosteriorLogVarianceClipped[step], maxLog = Math.Log(Betas[step]);
+        var frac = (varValues + 1) / 2;
+        return frac * maxLog + (1 - frac) * minLog;
+    }
+
+    /// <summary>log σ² of a fixed variance type at a spaced step (not for <see cref="VarianceType.LearnedRange"/>).</summary>
+    internal double FixedLogVariance(int step) => VarianceType switch
+    {
+        VarianceType.FixedSmall => PosteriorLogVarianceClipped[step],
+        // σ² = β_t, except at t = 0 where the posterior variance of step 1 is used (official FIXED_LARGE).
+        VarianceType.FixedLarge => Math.Log(step == 0 ? PosteriorVariance[Math.Min(1, NumTimesteps - 1)] : Betas[step]),
+        _ => throw new InvalidOperationException($"{VarianceType} is not a fixed variance."),
+    };
+
     /// <summary>Per-sample values of a schedule array, shaped to broadcast over <paramref name="like"/>.</summary>
     private static Tensor Gather(double[] values, Tensor t, Tensor like)
     {
@@ -161,5 +242,25 @@ public sealed class GaussianDiffusion
         var table = torch.tensor(values, dtype: ScalarType.Float64, device: like.device);
         var v = table.index_select(0, t).to(like.dtype);
         return v.reshape([t.shape[0], .. Enumerable.Repeat(1L, (int)like.Dimensions - 1)]).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// What <see cref="GaussianDiffusion.PMeanVariance"/> returns (the official <c>p_mean_variance</c> dict):
+/// tensors shaped like x_t. Owns them.
+/// </summary>
+/// <param name="Mean">Mean of p(x_{t−1} | x_t).</param>
+/// <param name="Variance">Its variance σ².</param>
+/// <param name="LogVariance">log σ².</param>
+/// <param name="PredXStart">The predicted clean sample x̂_0 (clamped when asked).</param>
+public sealed record MeanVariance(Tensor Mean, Tensor Variance, Tensor LogVariance, Tensor PredXStart) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Mean.Dispose();
+        Variance.Dispose();
+        LogVariance.Dispose();
+        PredXStart.Dispose();
     }
 }

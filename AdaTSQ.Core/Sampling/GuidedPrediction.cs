@@ -6,9 +6,9 @@ namespace AdaTSQ.Sampling;
 
 /// <summary>
 /// One model call at one sampling step, shared by the samplers: sets the <see cref="TimestepContext"/>,
-/// and with classifier-free guidance batches the conditional and unconditional passes and returns
-/// uncond + scale·(cond − uncond) on the first C channels (the extra channels, e.g. learned variances,
-/// come from the conditional pass).
+/// and with classifier-free guidance batches the conditional and unconditional passes and combines them
+/// by the one guidance rule of this library (<see cref="Guide"/>, also used by
+/// <see cref="Models.DiT.DiT.ForwardWithCfg"/>).
 /// </summary>
 internal static class GuidedPrediction
 {
@@ -19,20 +19,44 @@ internal static class GuidedPrediction
         Tensor output;
         if (o.CfgScale > 1)
         {
+            int k = GuidedChannelCount(o.GuidedChannels, c, nameof(SamplingOptions.GuidedChannels));
             var t2 = torch.full(2 * n, step.Timestep, dtype: ScalarType.Float32, device: x.device);
             var y2 = torch.cat([labels, torch.full_like(labels, o.NullClass!.Value)]);
             var both = model(torch.cat([x, x]), t2, y2);
-            var cond = both[..(int)n];
-            var uncond = both[(int)n..];
-            var guided = uncond[.., ..(int)c] + (cond[.., ..(int)c] - uncond[.., ..(int)c]) * o.CfgScale;
-            output = torch.cat([guided, cond[.., (int)c..]], dim: 1);
+            CheckOutput(both, 2 * n, c, [2 * n, .. x.shape[1..]]);
+            output = Guide(both[..(int)n], both[(int)n..], o.CfgScale, k);
         }
         else
         {
             output = model(x, torch.full(n, step.Timestep, dtype: ScalarType.Float32, device: x.device), labels);
         }
-        if (output.shape[0] != n || output.shape[1] < c)
-            throw new ArgumentException($"the model returned [{string.Join(", ", output.shape)}] for an input of [{string.Join(", ", x.shape)}].");
+        CheckOutput(output, n, c, x.shape);
         return output;
+    }
+
+    /// <summary>
+    /// The guidance rule: channels [0, <paramref name="guidedChannels"/>) become
+    /// uncond + scale·(cond − uncond); every other channel is <paramref name="cond"/>'s.
+    /// </summary>
+    public static Tensor Guide(Tensor cond, Tensor uncond, double scale, int guidedChannels)
+    {
+        int k = guidedChannels;
+        var guided = uncond[.., ..k] + (cond[.., ..k] - uncond[.., ..k]) * scale;
+        return torch.cat([guided, cond[.., k..]], dim: 1);
+    }
+
+    /// <summary>The number of guided channels: <paramref name="requested"/> (null = all <paramref name="channels"/>), checked to be in [1, channels].</summary>
+    public static int GuidedChannelCount(int? requested, long channels, string paramName)
+    {
+        int k = requested ?? (int)channels;
+        if (k < 1 || k > channels)
+            throw new ArgumentOutOfRangeException(paramName, $"{k} guided channels for a sample of {channels} channels: use 1 to {channels} (null = all).");
+        return k;
+    }
+
+    private static void CheckOutput(Tensor output, long n, long c, long[] inputShape)
+    {
+        if (output.shape[0] != n || output.shape[1] < c)
+            throw new ArgumentException($"the model returned [{string.Join(", ", output.shape)}] for an input of [{string.Join(", ", inputShape)}].");
     }
 }

@@ -22,6 +22,16 @@ public sealed record SamplingOptions
     /// <summary>The null (unconditional) label, required when <see cref="CfgScale"/> &gt; 1.</summary>
     public long? NullClass { get; init; }
 
+    /// <summary>
+    /// How many leading channels classifier-free guidance applies to; null (default) = all C channels of
+    /// the sample (the standard choice). The rule, shared with <see cref="Models.DiT.DiT.ForwardWithCfg"/>:
+    /// channels [0, k) of the prediction are uncond + scale·(cond − uncond); every other output channel
+    /// (the remaining ε channels and any learned-variance channels) is the conditional prediction.
+    /// The official DiT guides 3 of its 4 latent channels: use
+    /// <see cref="Models.DiT.DiTConfig.OfficialGuidedChannels"/> to reproduce it. Must be in [1, C].
+    /// </summary>
+    public int? GuidedChannels { get; init; }
+
     /// <summary>Clamp x̂_0 to [−1, 1] at each step (the official <c>clip_denoised</c>; DiT samples with false). Default false.</summary>
     public bool ClipDenoised { get; init; }
 

@@ -75,23 +75,25 @@ public sealed class DiT : nn.Module<Tensor, Tensor, Tensor, Tensor>
     /// The official <c>forward_with_cfg</c>: <paramref name="x"/> holds the same latents twice (first
     /// half with the real labels, second half with the null class in <paramref name="y"/>); the
     /// prediction of the first <paramref name="guidedChannels"/> channels becomes
-    /// uncond + scale·(cond − uncond) in both halves. The official code guides 3 channels "for exact
-    /// reproducibility"; null guides all <see cref="DiTConfig.InChannels"/> (the standard choice).
+    /// uncond + scale·(cond − uncond) in both halves, and every other channel keeps its own half's
+    /// prediction. This is the same rule as <see cref="Sampling.SamplingOptions.GuidedChannels"/> (whose
+    /// samplers return the first half): null guides all <see cref="DiTConfig.InChannels"/> (the standard
+    /// choice); the official code guides <see cref="DiTConfig.OfficialGuidedChannels"/> (3) "for exact
+    /// reproducibility".
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="guidedChannels"/> is outside [1, InChannels].</exception>
     public Tensor ForwardWithCfg(Tensor x, Tensor t, Tensor y, double cfgScale, int? guidedChannels = null)
     {
         if (x.shape[0] % 2 != 0) throw new ArgumentException($"classifier-free guidance needs an even batch (cond + uncond halves), got {x.shape[0]}.", nameof(x));
+        int k = Sampling.GuidedPrediction.GuidedChannelCount(guidedChannels, Config.InChannels, nameof(guidedChannels));
         using var scope = torch.NewDisposeScope();
         long n = x.shape[0] / 2;
         var half = x[..(int)n];
         var output = forward(torch.cat([half, half], dim: 0), t, y);
-        int ch = guidedChannels ?? Config.InChannels;
-        var eps = output[.., ..ch];
-        var rest = output[.., ch..];
-        var cond = eps[..(int)n];
-        var uncond = eps[(int)n..];
-        var guided = uncond + (cond - uncond) * cfgScale;
-        return torch.cat([torch.cat([guided, guided], dim: 0), rest], dim: 1).MoveToOuterDisposeScope();
+        var uncond = output[(int)n..];
+        var first = Sampling.GuidedPrediction.Guide(output[..(int)n], uncond, cfgScale, k);
+        var second = torch.cat([first[.., ..k], uncond[.., k..]], dim: 1);
+        return torch.cat([first, second], dim: 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>Tokens <c>[N, T, p·p·C]</c> → images <c>[N, C, H, W]</c> (the official <c>unpatchify</c>).</summary>

@@ -35,6 +35,17 @@ public sealed record DiTConfig
     /// <summary>MLP hidden width.</summary>
     public int MlpHidden => (int)(HiddenSize * MlpRatio);
 
+    /// <summary>
+    /// The number of ε channels the official DiT sampling code guides: its <c>forward_with_cfg</c> applies
+    /// classifier-free guidance to <c>model_out[:, :3]</c> only, i.e. 3 of the 4 SD-VAE latent channels of
+    /// every official configuration ("for exact reproducibility"; the 4th ε channel and the variance
+    /// channels stay conditional). Here min(3, <see cref="InChannels"/>), so models of 1 to 3 channels are
+    /// guided on all of them. Pass it as <see cref="Sampling.SamplingOptions.GuidedChannels"/> or to
+    /// <see cref="DiT.ForwardWithCfg"/> to reproduce the official samples; the default there (null) guides
+    /// all channels.
+    /// </summary>
+    public int OfficialGuidedChannels => Math.Min(3, InChannels);
+
     /// <summary>The paper's configurations by name, e.g. <c>DiT-XL/2</c>, <c>DiT-S/8</c>.</summary>
     public static DiTConfig Named(string name)
     {

@@ -67,23 +67,72 @@ public class TemporalFisherTests
     }
 
     [Test]
-    public void MicroBatchesEqualPerSampleGradientsWhenTheyAreExact()
+    public void MicroBatchOneIsTheExactEmpiricalFisherAndMicroBatchMSumsEachMicroBatchsGradientsFirst()
     {
-        // With W = 0 the gradients of samples add up: m‖mean g‖² differs from mean ‖g‖², so the two
-        // estimates must differ by a bounded factor, and micro-batch 1 must be reproducible by seed.
-        var (diffusion, _, model) = Toy();
+        // With W = 0 the per-sample gradient is known in closed form: ℓ_s = mean_j (g·(W x_s)_j − ε_sj)² over
+        // the 16 outputs, so ∇_W ℓ_s = −(g/8)·ε_s x_sᵀ. A micro-batch b of m samples back-propagates the mean
+        // of its losses and is counted m²·‖∇‖² = ‖Σ_{s∈b} ∇ℓ_s‖², so for S samples per step
+        //   F(MicroBatch = m) = (1/S) Σ_b ‖Σ_{s∈b} ∇ℓ_s‖²:
+        // m = 1 is the exact empirical Fisher (1/S) Σ_s ‖∇ℓ_s‖², m = S is S·‖mean_s ∇ℓ_s‖², and they differ.
+        // The reference reproduces the estimator's draws (x0 order and ε from the per-step seed) and checks
+        // them against the inputs the model actually saw.
+        var (diffusion, gains, model) = Toy();
         using var _m = model;
         ModelSurgery.ReplaceLinears(model);
         var layer = ModelSurgery.FindQuantLinears(model).Single();
-        using var x0 = TestTensors.Randn(3, 32, 1, 4, 4);
-        using var labels = torch.zeros(32, dtype: ScalarType.Int64);
-        TemporalFisher Run(int micro) => new TemporalFisherEstimator((x, t, y) => model.call(x, t, y), diffusion, x0, labels,
-            new TemporalFisherOptions { SamplesPerStep = 8, MicroBatch = micro, Seed = 5 }).Estimate([layer]);
-        var a = Run(1).LayerValues("fc");
-        var b = Run(1).LayerValues("fc");
-        Assert.That(b, Is.EqualTo(a), "same seed, same estimate");
-        var c = Run(4).LayerValues("fc");
-        for (int k = 0; k < a.Length; k++) Assert.That(c[k] / a[k], Is.InRange(0.2, 5.0));
+        const int n = 5, perStep = 8;
+        const long seed = 5;
+        using var x0 = TestTensors.Randn(3, n, 1, 4, 4);
+        using var labels = torch.zeros(n, dtype: ScalarType.Int64);
+        var seen = new List<Tensor>();
+        TemporalFisher Run(int micro) => new TemporalFisherEstimator((x, t, y) => { seen.Add(x.detach().clone().DetachFromDisposeScope()); return model.call(x, t, y); }, diffusion, x0, labels,
+            new TemporalFisherOptions { SamplesPerStep = perStep, MicroBatch = micro, Seed = seed }).Estimate([layer]);
+
+        var perSample = new double[6][];           // ‖∇ℓ_s‖² per step and sample
+        var gradients = new Tensor[6];             // ∇ℓ_s, [S, 16·16], float64
+        var inputs = new Tensor[6];                // x_t as drawn
+        for (int k = 0; k < 6; k++)
+        {
+            int i = 5 - k;
+            using var generator = new Generator((ulong)(seed * 1_000_003 + k));
+            var index = torch.cat([torch.randperm(n, generator: generator), torch.randperm(n, generator: generator)])[..perStep];
+            var x0s = x0.index_select(0, index);
+            var eps = torch.randn(x0s.shape, generator: generator);
+            inputs[k] = diffusion.QSample(x0s, torch.full(perStep, i, dtype: ScalarType.Int64), eps);
+            var e = eps.reshape(perStep, 16).to(ScalarType.Float64);
+            var xt = inputs[k].reshape(perStep, 16).to(ScalarType.Float64);
+            gradients[k] = (e.unsqueeze(2) * xt.unsqueeze(1) * (-gains[k] / 8)).reshape(perStep, 256);
+            perSample[k] = gradients[k].square().sum(1).data<double>().ToArray();
+        }
+        double Reference(int k, int micro)
+        {
+            double total = 0;
+            for (int s = 0; s < perStep; s += micro)
+                total += gradients[k][s..Math.Min(s + micro, perStep)].sum(dim: 0).square().sum().item<double>();
+            return total / perStep;
+        }
+
+        var exact = Run(1).LayerValues("fc");
+        using (var drawn = torch.cat(seen.ToArray()))
+        using (var expectedInputs = torch.cat(inputs))
+            Assert.That((drawn - expectedInputs).abs().max().item<float>(), Is.LessThan(1e-6f), "the reference reproduces the estimator's draws");
+        foreach (var t in seen) t.Dispose();
+        seen.Clear();
+        Assert.That(Run(1).LayerValues("fc"), Is.EqualTo(exact), "same seed, same estimate");
+        var whole = Run(perStep).LayerValues("fc");
+        var uneven = Run(3).LayerValues("fc");        // micro-batches of 3, 3 and 2
+        for (int k = 0; k < 6; k++)
+        {
+            double empirical = perSample[k].Sum() / perStep;
+            Assert.That(exact[k], Is.EqualTo(empirical).Within(1e-5 * empirical), $"step {k}: MicroBatch 1 = mean of squared per-sample gradients");
+            Assert.That(Reference(k, 1), Is.EqualTo(empirical).Within(1e-9 * empirical));
+            double batchMean = Reference(k, perStep);
+            Assert.That(whole[k], Is.EqualTo(batchMean).Within(1e-5 * batchMean), $"step {k}: MicroBatch S = S·‖mean gradient‖²");
+            Assert.That(uneven[k], Is.EqualTo(Reference(k, 3)).Within(1e-5 * Reference(k, 3)), $"step {k}: MicroBatch 3");
+            Assert.That(Math.Abs(batchMean - empirical), Is.GreaterThan(0.01 * empirical), $"step {k}: (the two estimates are different quantities)");
+        }
+        foreach (var t in seen) t.Dispose();
+        foreach (var t in gradients.Concat(inputs)) t.Dispose();
     }
 
     [Test]
