@@ -1,6 +1,6 @@
 // snippet: fused
-using AdaTSQ.Kernels;
-using AdaTSQ.Quantization;
+using AdaTSQ.Abstractions;
+using AdaTSQ.Models;
 // end snippet
 
 namespace AdaTSQ.Tests.Docs;
