@@ -61,7 +61,7 @@ public class CudaIntegerGemmTests
     [Test]
     public void TensorDataPointerMatchesTorchSharp()
     {
-        // The device pointer of a CUDA tensor comes from libtorch (THSTensor_data); on a CPU tensor the
+        // The device pointer of a CUDA tensor comes from TorchSharp's public Storage.data_ptr(); on a CPU tensor the
         // same call must give the address TorchSharp's own span starts at, including a storage offset.
         using var t = torch.arange(12, ScalarType.Float32).reshape(3, 4);
         using var row = t[1];
