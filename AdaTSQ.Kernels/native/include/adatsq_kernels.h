@@ -66,9 +66,9 @@ typedef struct adatsq_gemm_args {
 
 ADATSQ_API int32_t adatsq_abi_version(void);
 
-/* Why the last call of this thread that returned a status other than ADATSQ_OK failed (a NUL-terminated
- * message in thread-local storage, valid until this thread's next call; "" after a successful call).
- * Added in ABI version 3 without a version change: older libraries of version 3 lack only this export. */
+/* Why this thread's last call of a function that returns an adatsq_status failed: a NUL-terminated
+ * message in thread-local storage, overwritten by this thread's next such call; "" when that call
+ * returned ADATSQ_OK. Added within ABI version 3 (additive): older version-3 libraries lack only this export. */
 ADATSQ_API const char* adatsq_last_error(void);
 
 /* Bit i set when ISA i (adatsq_isa) is compiled in and supported by this CPU and OS. */
