@@ -52,12 +52,13 @@ const IsaKernels* kernels_or_fail(int32_t isa, int32_t* status) {
   return k;
 }
 
-// a * b (and a * b + c) without overflowing int64 (every operand >= 0).
+// True when a * b does not overflow int64.
 inline bool product_fits(int64_t a, int64_t b) {
   int64_t r;
   return !__builtin_mul_overflow(a, b, &r);
 }
 
+// Returns ADATSQ_BAD_ARGUMENT with the printf-style message unless cond holds.
 #define ADATSQ_REQUIRE(cond, ...) \
   do {                            \
     if (!(cond)) return fail(ADATSQ_BAD_ARGUMENT, __VA_ARGS__); \
