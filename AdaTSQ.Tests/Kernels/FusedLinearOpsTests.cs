@@ -15,8 +15,7 @@ public class FusedLinearOpsTests
     private static KernelOptions Options(string path, int threads)
     {
         var isa = NativeKernels.ParseIsa(path);
-        if (!NativeKernels.IsSupported(isa))
-            Assert.Ignore($"ISA path {isa} is not available on this machine ({NativeKernels.UnavailableReason ?? "CPU lacks it"}).");
+        NativeTestSupport.RequireIsa(isa);
         return new KernelOptions { Isa = isa, Threads = threads };
     }
 

@@ -18,13 +18,12 @@ public class IntegerGemmTests
         if (path == "managed-scalar") { ManagedGemm.UseAvx2 = false; path = "managed"; }
         if (path == "managed-avxvnni")
         {
-            if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) Assert.Ignore("the managed AVX-VNNI path needs a CPU with AVX-VNNI; this one lacks it.");
+            if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) Assert.Ignore("the managed AVX-VNNI path needs the CPU flag avx_vnni (AvxVnni.IsSupported); this CPU lacks it.");
             ManagedGemm.UseAvxVnni = true;
             path = "managed";
         }
         var isa = NativeKernels.ParseIsa(path);
-        if (!NativeKernels.IsSupported(isa))
-            Assert.Ignore($"ISA path {isa} is not available on this machine ({NativeKernels.UnavailableReason ?? "CPU lacks it"}); supported: {string.Join(", ", NativeKernels.SupportedIsas)}.");
+        NativeTestSupport.RequireIsa(isa);
         return new KernelOptions { Isa = isa, Threads = threads };
     }
 
@@ -229,7 +228,7 @@ public class IntegerGemmTests
     public void ManagedVectorQuantizationEqualsTheScalarLoopOnAnyRow([Values(8, 4)] int bits)
     {
         var options = Options("managed", 2);
-        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.Ignore("the managed vector quantization needs AVX2.");
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.Ignore("the managed vector quantization needs the CPU flag avx2 (Avx2.IsSupported); this CPU lacks it.");
         int m = 8, k = 77;  // 9 vectors of 8 and a tail of 5
         var rng = new Random(bits);
         var x = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray();
@@ -254,7 +253,7 @@ public class IntegerGemmTests
     [Test]
     public void VnniPeakLoopRuns()
     {
-        if (!NativeKernels.IsSupported(KernelIsa.Avx512Vnni)) Assert.Ignore("AVX-512 VNNI is not available here.");
+        NativeTestSupport.RequireIsa(KernelIsa.Avx512Vnni);
         Assert.That(IntegerGemm.MeasureVnniPeakGops(KernelIsa.Avx512Vnni, 100_000, 1), Is.GreaterThan(1.0));
     }
 }

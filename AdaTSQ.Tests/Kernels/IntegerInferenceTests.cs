@@ -42,7 +42,7 @@ public class IntegerInferenceTests
     public void IntegerInferenceOfAQuantizedDiTEqualsItsFakeQuantSimulation(int weightBits, int group, int activationBits, string isa)
     {
         var kernelIsa = NativeKernels.ParseIsa(isa);
-        if (!NativeKernels.IsSupported(kernelIsa)) Assert.Ignore($"{kernelIsa} is not available here.");
+        NativeTestSupport.RequireIsa(kernelIsa);
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var config = DiTConfig.Mnist with { Depth = 2 }; // the shipped model's layer shapes, fewer blocks (test time)

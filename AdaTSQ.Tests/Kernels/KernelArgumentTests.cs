@@ -27,7 +27,7 @@ public class KernelArgumentTests
     public void FusedLinearChecksItsArguments([Values("avx512vnni", "managed")] string path)
     {
         var isa = NativeKernels.ParseIsa(path);
-        if (!NativeKernels.IsSupported(isa)) Assert.Ignore($"{isa} is not available here.");
+        NativeTestSupport.RequireIsa(isa);
         var options = new KernelOptions { Isa = isa };
         using var w = Weights();
         var e = Assert.Throws<ArgumentException>(() => IntegerGemm.Linear(new float[15], 2, w, 8, [], new float[8], 1.0, options))!;

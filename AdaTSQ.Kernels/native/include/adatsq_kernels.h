@@ -6,7 +6,9 @@
  * side into the layout described in docs/kernels.md (panels of ADATSQ_NR columns, K in steps of 4).
  *
  * No function throws or aborts: every one returns an adatsq_status; the managed side turns a
- * non-zero status into an exception right after the call.
+ * non-zero status into an exception right after the call. Each entry point checks every argument it
+ * can (sizes, leading dimensions, the group shape, null pointers, 64-bit overflow of offsets) before
+ * any work, and adatsq_last_error() then says which check failed.
  */
 #ifndef ADATSQ_KERNELS_H
 #define ADATSQ_KERNELS_H
@@ -55,7 +57,7 @@ typedef struct adatsq_gemm_args {
   int64_t m, n, k;
   int64_t np;             /* N rounded up to ADATSQ_NR */
   int64_t group;          /* K per group (multiple of 4, of 8 for wbits 4); == padded K for per-channel */
-  int64_t groups;
+  int64_t groups;         /* ceil(K / group): the last group may be partial (zero-padded), none is empty */
   int32_t wbits;          /* 8 or 4 */
   int32_t out_int32;      /* 1: C = exact int32 A*B^T (groups must be 1), no scales, no bias */
   int32_t threads;        /* >= 1 */
@@ -63,6 +65,11 @@ typedef struct adatsq_gemm_args {
 } adatsq_gemm_args;
 
 ADATSQ_API int32_t adatsq_abi_version(void);
+
+/* Why this thread's last call of a function that returns an adatsq_status failed: a NUL-terminated
+ * message in thread-local storage, overwritten by this thread's next such call; "" when that call
+ * returned ADATSQ_OK. Added within ABI version 3 (additive): older version-3 libraries lack only this export. */
+ADATSQ_API const char* adatsq_last_error(void);
 
 /* Bit i set when ISA i (adatsq_isa) is compiled in and supported by this CPU and OS. */
 ADATSQ_API int32_t adatsq_supported_isas(void);

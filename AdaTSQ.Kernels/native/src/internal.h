@@ -1,4 +1,5 @@
-// Internal interface between the GEMM driver (api.cpp) and the per-ISA translation units.
+// Internal interface between the ISA-independent code (api.cpp, gemm_driver.cpp, row_jobs.cpp) and the
+// per-ISA translation units (kernel_*.cpp).
 #pragma once
 #include <cstdint>
 #include <cstddef>
@@ -12,7 +13,7 @@ constexpr int NR = ADATSQ_NR;
 struct TileArgs {
   const uint8_t* ap;       // packed A: [k4][mr][4] bytes (+128 for VNNI paths)
   const uint8_t* bp;       // packed B panel: wbits 8: [k4][NR][4]; wbits 4: [k4/2][NR][4] nibbles
-  int64_t group_steps;     // k4 steps per group (even for wbits 4)
+  int64_t group_steps;     // k4 steps per group: >= 1, even for wbits 4 (the asm k loops count it down to 0)
   int64_t groups;
   const int32_t* colsum;   // [groups][np], at the panel's first column
   const float* sb;         // [groups][np], at the panel's first column

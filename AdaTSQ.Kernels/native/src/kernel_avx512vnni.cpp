@@ -25,118 +25,14 @@ inline __mmask16 col_mask(int cols, int j) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-// The k loops of one 8 x 48 tile, in assembly: 24 accumulators zmm0-zmm23, B in zmm24-zmm29,
-// A broadcast per row. (GCC 12 compiles the same loop written with intrinsics with a copy and a
-// stack store of every accumulator on each k step, which halved the throughput of the first
-// version of this kernel.) AT&T operand order: vpdpbusd s8_src, u8_src, acc.
+// The k loops of one 8 x 48 tile are inline assembly (the macros of kernel_avx512vnni_asm.inc):
+// GCC compiles the same loop written with intrinsics with a register copy and a stack store of every
+// accumulator on each k step.
 // dot_w8 / dot_w4: one group (per-channel weights), the int32 sums stored to c [8][48].
 // *_group: one of several scale groups; folds the group into p [8][48] floats in registers:
 // p += sb * float(acc - 128 * colsum), colsum and sb at the panel's columns of this group.
-// Every vector register is used (clobbered) by the tile loops.
-#define ADATSQ_ALL_ZMM "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
-// Zero accumulators zmm0-zmm11 and zmm12-zmm23 (the half-tile loops below keep float sums in the latter).
-#define ADATSQ_G_ZERO_ACC \
-    "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t" \
-    "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t" \
-    "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\tvpxord %%zmm8, %%zmm8, %%zmm8\n\t" \
-    "vpxord %%zmm9, %%zmm9, %%zmm9\n\tvpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-#define ADATSQ_G_ZERO_P \
-    "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\tvpxord %%zmm14, %%zmm14, %%zmm14\n\t" \
-    "vpxord %%zmm15, %%zmm15, %%zmm15\n\tvpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t" \
-    "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\tvpxord %%zmm20, %%zmm20, %%zmm20\n\t" \
-    "vpxord %%zmm21, %%zmm21, %%zmm21\n\tvpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-#define ADATSQ_ZERO_ACC ADATSQ_G_ZERO_ACC ADATSQ_G_ZERO_P
-// k loop, int8 weights: 3 B loads and 8 A broadcasts per k4 step (a += 32, b += 192).
-#define ADATSQ_K_LOOP_W8 \
-    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\t" \
-    "vmovdqu64 128(%[b]), %%zmm26\n\tvpbroadcastd 0(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm0\n\t" \
-    "vpdpbusd %%zmm25, %%zmm27, %%zmm1\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm28\n\t" \
-    "vpdpbusd %%zmm24, %%zmm28, %%zmm3\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm5\n\t" \
-    "vpbroadcastd 8(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm7\n\t" \
-    "vpdpbusd %%zmm26, %%zmm27, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm9\n\t" \
-    "vpdpbusd %%zmm25, %%zmm28, %%zmm10\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm27\n\t" \
-    "vpdpbusd %%zmm24, %%zmm27, %%zmm12\n\tvpdpbusd %%zmm25, %%zmm27, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm14\n\t" \
-    "vpbroadcastd 20(%[a]), %%zmm28\n\tvpdpbusd %%zmm24, %%zmm28, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm16\n\t" \
-    "vpdpbusd %%zmm26, %%zmm28, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm27\n\tvpdpbusd %%zmm24, %%zmm27, %%zmm18\n\t" \
-    "vpdpbusd %%zmm25, %%zmm27, %%zmm19\n\tvpdpbusd %%zmm26, %%zmm27, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm28\n\t" \
-    "vpdpbusd %%zmm24, %%zmm28, %%zmm21\n\tvpdpbusd %%zmm25, %%zmm28, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm28, %%zmm23\n\t" \
-    "add $32, %[a]\n\tadd $192, %[b]\n\tdec %[n]\n\t" \
-    "jnz 1b\n\t"
-// k loop, packed int4 weights (zmm31 = 0xF0 mask): two k4 steps per 64-byte load of B (low nibbles shifted up, high masked).
-#define ADATSQ_K_LOOP_W4 \
-    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\t" \
-    "vmovdqu64 128(%[b]), %%zmm26\n\tvpsllw $4, %%zmm24, %%zmm27\n\tvpsllw $4, %%zmm25, %%zmm28\n\t" \
-    "vpsllw $4, %%zmm26, %%zmm29\n\tvpandd %%zmm31, %%zmm27, %%zmm27\n\tvpandd %%zmm31, %%zmm28, %%zmm28\n\t" \
-    "vpandd %%zmm31, %%zmm29, %%zmm29\n\tvpbroadcastd 0(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm0\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm1\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm2\n\tvpbroadcastd 4(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm3\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm5\n\t" \
-    "vpbroadcastd 8(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm7\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm8\n\tvpbroadcastd 12(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm9\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm10\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm11\n\tvpbroadcastd 16(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm12\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm14\n\t" \
-    "vpbroadcastd 20(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm16\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm17\n\tvpbroadcastd 24(%[a]), %%zmm30\n\tvpdpbusd %%zmm27, %%zmm30, %%zmm18\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm19\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm20\n\tvpbroadcastd 28(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm21\n\tvpdpbusd %%zmm28, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm29, %%zmm30, %%zmm23\n\t" \
-    "vpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\tvpandd %%zmm31, %%zmm26, %%zmm26\n\t" \
-    "vpbroadcastd 32(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm0\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm1\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm2\n\tvpbroadcastd 36(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm3\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm4\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm5\n\tvpbroadcastd 40(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm6\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm7\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm8\n\t" \
-    "vpbroadcastd 44(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm9\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm10\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm11\n\tvpbroadcastd 48(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm12\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm13\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm14\n\tvpbroadcastd 52(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm15\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm16\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm17\n\t" \
-    "vpbroadcastd 56(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm18\n\tvpdpbusd %%zmm25, %%zmm30, %%zmm19\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm20\n\tvpbroadcastd 60(%[a]), %%zmm30\n\tvpdpbusd %%zmm24, %%zmm30, %%zmm21\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm22\n\tvpdpbusd %%zmm26, %%zmm30, %%zmm23\n\tadd $64, %[a]\n\t" \
-    "add $192, %[b]\n\tsub $2, %[n]\n\tjnz 1b\n\t"
-// Store the int32 accumulators to c [8][48].
-#define ADATSQ_STORE_INT32 \
-    "vmovdqu64 %%zmm0, 0(%[c])\n\tvmovdqu64 %%zmm1, 64(%[c])\n\tvmovdqu64 %%zmm2, 128(%[c])\n\t" \
-    "vmovdqu64 %%zmm3, 192(%[c])\n\tvmovdqu64 %%zmm4, 256(%[c])\n\tvmovdqu64 %%zmm5, 320(%[c])\n\t" \
-    "vmovdqu64 %%zmm6, 384(%[c])\n\tvmovdqu64 %%zmm7, 448(%[c])\n\tvmovdqu64 %%zmm8, 512(%[c])\n\t" \
-    "vmovdqu64 %%zmm9, 576(%[c])\n\tvmovdqu64 %%zmm10, 640(%[c])\n\tvmovdqu64 %%zmm11, 704(%[c])\n\t" \
-    "vmovdqu64 %%zmm12, 768(%[c])\n\tvmovdqu64 %%zmm13, 832(%[c])\n\tvmovdqu64 %%zmm14, 896(%[c])\n\t" \
-    "vmovdqu64 %%zmm15, 960(%[c])\n\tvmovdqu64 %%zmm16, 1024(%[c])\n\tvmovdqu64 %%zmm17, 1088(%[c])\n\t" \
-    "vmovdqu64 %%zmm18, 1152(%[c])\n\tvmovdqu64 %%zmm19, 1216(%[c])\n\tvmovdqu64 %%zmm20, 1280(%[c])\n\t" \
-    "vmovdqu64 %%zmm21, 1344(%[c])\n\tvmovdqu64 %%zmm22, 1408(%[c])\n\tvmovdqu64 %%zmm23, 1472(%[c])\n\t"
-// Fold one scale group into p [8][48]: p += sc * float(acc - 128 * cs).
-#define ADATSQ_FOLD_GROUP \
-    "vpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\tvpslld $7, 128(%[cs]), %%zmm26\n\t" \
-    "vmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\tvmovups 128(%[sc]), %%zmm29\n\t" \
-    "vpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvfmadd213ps 0(%[p]), %%zmm27, %%zmm0\n\t" \
-    "vmovaps %%zmm0, 0(%[p])\n\tvpsubd %%zmm25, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\t" \
-    "vfmadd213ps 64(%[p]), %%zmm28, %%zmm1\n\tvmovaps %%zmm1, 64(%[p])\n\tvpsubd %%zmm26, %%zmm2, %%zmm2\n\t" \
-    "vcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd213ps 128(%[p]), %%zmm29, %%zmm2\n\tvmovaps %%zmm2, 128(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvfmadd213ps 192(%[p]), %%zmm27, %%zmm3\n\t" \
-    "vmovaps %%zmm3, 192(%[p])\n\tvpsubd %%zmm25, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\t" \
-    "vfmadd213ps 256(%[p]), %%zmm28, %%zmm4\n\tvmovaps %%zmm4, 256(%[p])\n\tvpsubd %%zmm26, %%zmm5, %%zmm5\n\t" \
-    "vcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd213ps 320(%[p]), %%zmm29, %%zmm5\n\tvmovaps %%zmm5, 320(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvfmadd213ps 384(%[p]), %%zmm27, %%zmm6\n\t" \
-    "vmovaps %%zmm6, 384(%[p])\n\tvpsubd %%zmm25, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\t" \
-    "vfmadd213ps 448(%[p]), %%zmm28, %%zmm7\n\tvmovaps %%zmm7, 448(%[p])\n\tvpsubd %%zmm26, %%zmm8, %%zmm8\n\t" \
-    "vcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd213ps 512(%[p]), %%zmm29, %%zmm8\n\tvmovaps %%zmm8, 512(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvfmadd213ps 576(%[p]), %%zmm27, %%zmm9\n\t" \
-    "vmovaps %%zmm9, 576(%[p])\n\tvpsubd %%zmm25, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\t" \
-    "vfmadd213ps 640(%[p]), %%zmm28, %%zmm10\n\tvmovaps %%zmm10, 640(%[p])\n\tvpsubd %%zmm26, %%zmm11, %%zmm11\n\t" \
-    "vcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd213ps 704(%[p]), %%zmm29, %%zmm11\n\tvmovaps %%zmm11, 704(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\tvfmadd213ps 768(%[p]), %%zmm27, %%zmm12\n\t" \
-    "vmovaps %%zmm12, 768(%[p])\n\tvpsubd %%zmm25, %%zmm13, %%zmm13\n\tvcvtdq2ps %%zmm13, %%zmm13\n\t" \
-    "vfmadd213ps 832(%[p]), %%zmm28, %%zmm13\n\tvmovaps %%zmm13, 832(%[p])\n\tvpsubd %%zmm26, %%zmm14, %%zmm14\n\t" \
-    "vcvtdq2ps %%zmm14, %%zmm14\n\tvfmadd213ps 896(%[p]), %%zmm29, %%zmm14\n\tvmovaps %%zmm14, 896(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\tvfmadd213ps 960(%[p]), %%zmm27, %%zmm15\n\t" \
-    "vmovaps %%zmm15, 960(%[p])\n\tvpsubd %%zmm25, %%zmm16, %%zmm16\n\tvcvtdq2ps %%zmm16, %%zmm16\n\t" \
-    "vfmadd213ps 1024(%[p]), %%zmm28, %%zmm16\n\tvmovaps %%zmm16, 1024(%[p])\n\tvpsubd %%zmm26, %%zmm17, %%zmm17\n\t" \
-    "vcvtdq2ps %%zmm17, %%zmm17\n\tvfmadd213ps 1088(%[p]), %%zmm29, %%zmm17\n\tvmovaps %%zmm17, 1088(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\tvfmadd213ps 1152(%[p]), %%zmm27, %%zmm18\n\t" \
-    "vmovaps %%zmm18, 1152(%[p])\n\tvpsubd %%zmm25, %%zmm19, %%zmm19\n\tvcvtdq2ps %%zmm19, %%zmm19\n\t" \
-    "vfmadd213ps 1216(%[p]), %%zmm28, %%zmm19\n\tvmovaps %%zmm19, 1216(%[p])\n\tvpsubd %%zmm26, %%zmm20, %%zmm20\n\t" \
-    "vcvtdq2ps %%zmm20, %%zmm20\n\tvfmadd213ps 1280(%[p]), %%zmm29, %%zmm20\n\tvmovaps %%zmm20, 1280(%[p])\n\t" \
-    "vpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\tvfmadd213ps 1344(%[p]), %%zmm27, %%zmm21\n\t" \
-    "vmovaps %%zmm21, 1344(%[p])\n\tvpsubd %%zmm25, %%zmm22, %%zmm22\n\tvcvtdq2ps %%zmm22, %%zmm22\n\t" \
-    "vfmadd213ps 1408(%[p]), %%zmm28, %%zmm22\n\tvmovaps %%zmm22, 1408(%[p])\n\tvpsubd %%zmm26, %%zmm23, %%zmm23\n\t" \
-    "vcvtdq2ps %%zmm23, %%zmm23\n\tvfmadd213ps 1472(%[p]), %%zmm29, %%zmm23\n\tvmovaps %%zmm23, 1472(%[p])\n\t"
+// Each needs steps >= 1 (even for 4-bit weights): see the loop counts in kernel_avx512vnni_asm.inc.
+#include "kernel_avx512vnni_asm.inc"
 
 void dot_w8(const uint8_t* a, const uint8_t* b, int64_t steps, int32_t* c) {
   __asm__ volatile(
@@ -175,75 +71,14 @@ void dot_w4_group(const uint8_t* a, const uint8_t* b, int64_t steps, const int32
 }
 
 // Per-group 4-bit weights, half a tile at a time (4 rows x 48 columns), so that the running fp32
-// sums stay in registers instead of being folded through memory after every group: accumulators
-// zmm0-zmm11 (row r, column block j: zmm(3r+j)), float sums zmm12-zmm23, raw B nibbles in
-// zmm24-zmm26, the low ones in zmm27-zmm29, A broadcast in zmm30, the 0xF0 mask in zmm31; the
-// group's column sums in zmm27-zmm29 while folding. Per group: zero the accumulators, run the
-// group's k4 steps, then p += sb * float(acc - 128 * colsum) (one fma: the same operation and
-// rounding as the fold through memory). a points at the half's first row inside the 8-row packed
-// block (+16 bytes for rows 4-7), so A steps by 32 bytes per k4 step. Both halves read the whole
-// weight panel, so this pays only while the panel stays in L1 (measured on Zen 5, 2026-12-02, 1024
-// rows, g64, 2 threads: K = 1152 (27 KB panel) 9.6 vs 10.1 ms, K = 192 0.34 vs 0.42 ms; K = 4608
-// (110 KB) no gain; 8-bit weights (55 KB at K = 1152) 13 % slower).
+// sums stay in registers instead of being folded through memory after every group. Per group: zero
+// the accumulators, run the group's k4 steps, then p += sb * float(acc - 128 * colsum) (one fma: the
+// same operation and rounding as the fold through memory). a points at the half's first row inside
+// the 8-row packed block (+16 bytes for rows 4-7). Both halves read the whole weight panel, so this
+// pays only while the panel stays in L1: 4-bit panels up to kHalvesMaxPanelBytes take it; larger
+// ones and all 8-bit weights fold through memory in tile() (measurements in
+// docs/kernels.md, "Design history").
 constexpr int64_t kHalvesMaxPanelBytes = 32 * 1024;
-#define ADATSQ_G_K_LOOP_W4 \
-    "1:\n\tvmovdqu64 0(%[b]), %%zmm24\n\tvmovdqu64 64(%[b]), %%zmm25\n\tvmovdqu64 128(%[b]), %%zmm26\n\t" \
-    "vpsllw $4, %%zmm24, %%zmm27\n\tvpsllw $4, %%zmm25, %%zmm28\n\tvpsllw $4, %%zmm26, %%zmm29\n\t" \
-    "vpandd %%zmm31, %%zmm27, %%zmm27\n\tvpandd %%zmm31, %%zmm28, %%zmm28\n\tvpandd %%zmm31, %%zmm29, %%zmm29\n\t" \
-    "vpbroadcastd 0(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm0\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm1\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm2\n\t" \
-    "vpbroadcastd 4(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm3\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm4\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm5\n\t" \
-    "vpbroadcastd 8(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm6\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm7\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm8\n\t" \
-    "vpbroadcastd 12(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm27, %%zmm30, %%zmm9\n\t" \
-    "vpdpbusd %%zmm28, %%zmm30, %%zmm10\n\t" \
-    "vpdpbusd %%zmm29, %%zmm30, %%zmm11\n\t" \
-    "vpandd %%zmm31, %%zmm24, %%zmm24\n\tvpandd %%zmm31, %%zmm25, %%zmm25\n\tvpandd %%zmm31, %%zmm26, %%zmm26\n\t" \
-    "vpbroadcastd 32(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm0\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm1\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm2\n\t" \
-    "vpbroadcastd 36(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm3\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm4\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm5\n\t" \
-    "vpbroadcastd 40(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm6\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm7\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm8\n\t" \
-    "vpbroadcastd 44(%[a]), %%zmm30\n\t" \
-    "vpdpbusd %%zmm24, %%zmm30, %%zmm9\n\t" \
-    "vpdpbusd %%zmm25, %%zmm30, %%zmm10\n\t" \
-    "vpdpbusd %%zmm26, %%zmm30, %%zmm11\n\t" \
-    "add $64, %[a]\n\tadd $192, %[b]\n\tsub $2, %[n]\n\tjnz 1b\n\t"
-#define ADATSQ_G_FOLD \
-    "vpslld $7, 0(%[cs]), %%zmm27\n\tvpslld $7, 64(%[cs]), %%zmm28\n\tvpslld $7, 128(%[cs]), %%zmm29\n\t" \
-    "vpsubd %%zmm27, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvfmadd231ps 0(%[sc]), %%zmm0, %%zmm12\n\t" \
-    "vpsubd %%zmm28, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\tvfmadd231ps 64(%[sc]), %%zmm1, %%zmm13\n\t" \
-    "vpsubd %%zmm29, %%zmm2, %%zmm2\n\tvcvtdq2ps %%zmm2, %%zmm2\n\tvfmadd231ps 128(%[sc]), %%zmm2, %%zmm14\n\t" \
-    "vpsubd %%zmm27, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvfmadd231ps 0(%[sc]), %%zmm3, %%zmm15\n\t" \
-    "vpsubd %%zmm28, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\tvfmadd231ps 64(%[sc]), %%zmm4, %%zmm16\n\t" \
-    "vpsubd %%zmm29, %%zmm5, %%zmm5\n\tvcvtdq2ps %%zmm5, %%zmm5\n\tvfmadd231ps 128(%[sc]), %%zmm5, %%zmm17\n\t" \
-    "vpsubd %%zmm27, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvfmadd231ps 0(%[sc]), %%zmm6, %%zmm18\n\t" \
-    "vpsubd %%zmm28, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\tvfmadd231ps 64(%[sc]), %%zmm7, %%zmm19\n\t" \
-    "vpsubd %%zmm29, %%zmm8, %%zmm8\n\tvcvtdq2ps %%zmm8, %%zmm8\n\tvfmadd231ps 128(%[sc]), %%zmm8, %%zmm20\n\t" \
-    "vpsubd %%zmm27, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvfmadd231ps 0(%[sc]), %%zmm9, %%zmm21\n\t" \
-    "vpsubd %%zmm28, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\tvfmadd231ps 64(%[sc]), %%zmm10, %%zmm22\n\t" \
-    "vpsubd %%zmm29, %%zmm11, %%zmm11\n\tvcvtdq2ps %%zmm11, %%zmm11\n\tvfmadd231ps 128(%[sc]), %%zmm11, %%zmm23\n\t" \
-    "add %[gstride], %[cs]\n\tadd %[gstride], %[sc]\n\t"
-#define ADATSQ_G_STORE_P \
-    "vmovups %%zmm12, 0(%[p])\n\tvmovups %%zmm13, 64(%[p])\n\tvmovups %%zmm14, 128(%[p])\n\t" \
-    "vmovups %%zmm15, 192(%[p])\n\tvmovups %%zmm16, 256(%[p])\n\tvmovups %%zmm17, 320(%[p])\n\t" \
-    "vmovups %%zmm18, 384(%[p])\n\tvmovups %%zmm19, 448(%[p])\n\tvmovups %%zmm20, 512(%[p])\n\t" \
-    "vmovups %%zmm21, 576(%[p])\n\tvmovups %%zmm22, 640(%[p])\n\tvmovups %%zmm23, 704(%[p])\n\t"
 
 // p [4][48] floats = the half tile's sums over all groups. gstride = np * 4 bytes (one group of
 // column sums or scales).
@@ -260,76 +95,7 @@ void groups_w4(const uint8_t* a, const uint8_t* b, int64_t steps, int64_t groups
       : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
-// Epilogue of a full 8 x 48 tile with one group, in registers (no int32 round trip through memory):
-// c[r][j] = fma(float(acc - 128 * cs[j]) * sb[j], sa[r], bias[j]) — the same operations, in the same
-// order, as the intrinsics epilogue in tile(), so both give the same bits. c advances by ldcb bytes per row.
-#define ADATSQ_EPILOGUE_F32 \
-    "vpslld $7, 0(%[cs]), %%zmm24\n\tvpslld $7, 64(%[cs]), %%zmm25\n\tvpslld $7, 128(%[cs]), %%zmm26\n\t" \
-    "vmovups 0(%[sc]), %%zmm27\n\tvmovups 64(%[sc]), %%zmm28\n\tvmovups 128(%[sc]), %%zmm29\n\t" \
-    "vbroadcastss 0(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm0, %%zmm0\n\tvcvtdq2ps %%zmm0, %%zmm0\n\tvmulps %%zmm27, %%zmm0, %%zmm0\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm0\n\tvmovups %%zmm0, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm1, %%zmm1\n\tvcvtdq2ps %%zmm1, %%zmm1\n\tvmulps %%zmm28, %%zmm1, %%zmm1\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm1\n\tvmovups %%zmm1, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm2, %%zmm2\n\tvcvtdq2ps %%zmm2, %%zmm2\n\tvmulps %%zmm29, %%zmm2, %%zmm2\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm2\n\tvmovups %%zmm2, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 4(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm3, %%zmm3\n\tvcvtdq2ps %%zmm3, %%zmm3\n\tvmulps %%zmm27, %%zmm3, %%zmm3\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm3\n\tvmovups %%zmm3, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm4, %%zmm4\n\tvcvtdq2ps %%zmm4, %%zmm4\n\tvmulps %%zmm28, %%zmm4, %%zmm4\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm4\n\tvmovups %%zmm4, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm5, %%zmm5\n\tvcvtdq2ps %%zmm5, %%zmm5\n\tvmulps %%zmm29, %%zmm5, %%zmm5\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm5\n\tvmovups %%zmm5, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 8(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm6, %%zmm6\n\tvcvtdq2ps %%zmm6, %%zmm6\n\tvmulps %%zmm27, %%zmm6, %%zmm6\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm6\n\tvmovups %%zmm6, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm7, %%zmm7\n\tvcvtdq2ps %%zmm7, %%zmm7\n\tvmulps %%zmm28, %%zmm7, %%zmm7\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm7\n\tvmovups %%zmm7, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm8, %%zmm8\n\tvcvtdq2ps %%zmm8, %%zmm8\n\tvmulps %%zmm29, %%zmm8, %%zmm8\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm8\n\tvmovups %%zmm8, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 12(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm9, %%zmm9\n\tvcvtdq2ps %%zmm9, %%zmm9\n\tvmulps %%zmm27, %%zmm9, %%zmm9\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm9\n\tvmovups %%zmm9, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm10, %%zmm10\n\tvcvtdq2ps %%zmm10, %%zmm10\n\tvmulps %%zmm28, %%zmm10, %%zmm10\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm10\n\tvmovups %%zmm10, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm11, %%zmm11\n\tvcvtdq2ps %%zmm11, %%zmm11\n\tvmulps %%zmm29, %%zmm11, %%zmm11\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm11\n\tvmovups %%zmm11, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 16(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm12, %%zmm12\n\tvcvtdq2ps %%zmm12, %%zmm12\n\tvmulps %%zmm27, %%zmm12, %%zmm12\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm12\n\tvmovups %%zmm12, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm13, %%zmm13\n\tvcvtdq2ps %%zmm13, %%zmm13\n\tvmulps %%zmm28, %%zmm13, %%zmm13\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm13\n\tvmovups %%zmm13, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm14, %%zmm14\n\tvcvtdq2ps %%zmm14, %%zmm14\n\tvmulps %%zmm29, %%zmm14, %%zmm14\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm14\n\tvmovups %%zmm14, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 20(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm15, %%zmm15\n\tvcvtdq2ps %%zmm15, %%zmm15\n\tvmulps %%zmm27, %%zmm15, %%zmm15\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm15\n\tvmovups %%zmm15, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm16, %%zmm16\n\tvcvtdq2ps %%zmm16, %%zmm16\n\tvmulps %%zmm28, %%zmm16, %%zmm16\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm16\n\tvmovups %%zmm16, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm17, %%zmm17\n\tvcvtdq2ps %%zmm17, %%zmm17\n\tvmulps %%zmm29, %%zmm17, %%zmm17\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm17\n\tvmovups %%zmm17, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 24(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm18, %%zmm18\n\tvcvtdq2ps %%zmm18, %%zmm18\n\tvmulps %%zmm27, %%zmm18, %%zmm18\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm18\n\tvmovups %%zmm18, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm19, %%zmm19\n\tvcvtdq2ps %%zmm19, %%zmm19\n\tvmulps %%zmm28, %%zmm19, %%zmm19\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm19\n\tvmovups %%zmm19, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm20, %%zmm20\n\tvcvtdq2ps %%zmm20, %%zmm20\n\tvmulps %%zmm29, %%zmm20, %%zmm20\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm20\n\tvmovups %%zmm20, 128(%[c])\n\t" \
-    "add %[ldcb], %[c]\n\t" \
-    "vbroadcastss 28(%[sa]), %%zmm30\n\t" \
-    "vpsubd %%zmm24, %%zmm21, %%zmm21\n\tvcvtdq2ps %%zmm21, %%zmm21\n\tvmulps %%zmm27, %%zmm21, %%zmm21\n\t" \
-    "vfmadd213ps 0(%[bias]), %%zmm30, %%zmm21\n\tvmovups %%zmm21, 0(%[c])\n\t" \
-    "vpsubd %%zmm25, %%zmm22, %%zmm22\n\tvcvtdq2ps %%zmm22, %%zmm22\n\tvmulps %%zmm28, %%zmm22, %%zmm22\n\t" \
-    "vfmadd213ps 64(%[bias]), %%zmm30, %%zmm22\n\tvmovups %%zmm22, 64(%[c])\n\t" \
-    "vpsubd %%zmm26, %%zmm23, %%zmm23\n\tvcvtdq2ps %%zmm23, %%zmm23\n\tvmulps %%zmm29, %%zmm23, %%zmm23\n\t" \
-    "vfmadd213ps 128(%[bias]), %%zmm30, %%zmm23\n\tvmovups %%zmm23, 128(%[c])\n\t"
-
+// Epilogue of a full 8 x 48 tile with one group, in registers: ADATSQ_EPILOGUE_F32 after the k loop.
 alignas(64) const float kZeroBias[NR] = {};
 
 void dot_w8_f32(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t* cs, const float* sc,

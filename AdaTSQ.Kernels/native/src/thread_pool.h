@@ -5,8 +5,8 @@
 // When the process has already loaded a GNU OpenMP runtime (libtorch brings its own libgomp), run()
 // uses that runtime's thread team instead (GOMP_parallel, looked up once with dlopen RTLD_NOLOAD):
 // libtorch's OpenMP workers spin for a while after every torch op, and a second set of threads
-// competing with them on the same cores halved the kernels' speed inside a model forward. Sharing
-// the team also means the workers are usually awake already. adatsq_set_thread_backend picks.
+// would compete with them for the same cores inside a model forward. Sharing the team also means
+// the workers are usually awake already. adatsq_set_thread_backend picks.
 #pragma once
 #include <dlfcn.h>
 #include <link.h>
