@@ -94,16 +94,28 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "adatsq_vnni_peak")]
     public static partial NativeStatus VnniPeak(int isa, long iterations, int threads, double* seconds, double* ops);
 
-    /// <summary>Turns a failed status into an exception, right after the call.</summary>
+    [LibraryImport(Library, EntryPoint = "adatsq_last_error")]
+    private static partial byte* LastErrorPointer();
+
+    /// <summary>This thread's last native error message (thread-local in the library), or "" when it has none.</summary>
+    public static string LastError()
+    {
+        try { return Marshal.PtrToStringUTF8((nint)LastErrorPointer()) ?? ""; }
+        catch (EntryPointNotFoundException) { return ""; }   // an older ABI-3 library without the export
+    }
+
+    /// <summary>Turns a failed status into an exception, right after the call (on the calling thread, so the native message is this call's).</summary>
     public static void Check(NativeStatus status, string operation)
     {
+        if (status == NativeStatus.Ok) return;
+        string detail = LastError();
+        detail = detail.Length == 0 ? "" : $" Native check: {detail}";
         switch (status)
         {
-            case NativeStatus.Ok: return;
-            case NativeStatus.OutOfMemory: throw new OutOfMemoryException($"{operation}: the native kernel could not allocate its scratch memory.");
-            case NativeStatus.IsaUnavailable: throw new KernelException($"{operation}: the native library refused the ISA (not compiled in or not supported by this CPU).");
-            case NativeStatus.BadArgument: throw new KernelException($"{operation}: the native library rejected the arguments (a bug: the managed checks should have caught it).");
-            default: throw new KernelException($"{operation}: the native kernel failed with status {(int)status}.");
+            case NativeStatus.OutOfMemory: throw new OutOfMemoryException($"{operation}: the native kernel could not allocate its scratch memory.{detail}");
+            case NativeStatus.IsaUnavailable: throw new KernelException($"{operation}: the native library refused the ISA (not compiled in or not supported by this CPU).{detail}");
+            case NativeStatus.BadArgument: throw new KernelException($"{operation}: the native library rejected the arguments (a bug: the managed checks should have caught it).{detail}");
+            default: throw new KernelException($"{operation}: the native kernel failed with status {(int)status}.{detail}");
         }
     }
 }
