@@ -31,9 +31,8 @@ public class InteropSafetyTests
 
     private static KernelOptions Options(string path)
     {
+        if (path == "native") NativeTestSupport.RequireNativeLibrary();
         var isa = path == "native" ? NativeKernels.BestIsa : KernelIsa.Managed;
-        if (path == "native" && isa == KernelIsa.Managed)
-            Assert.Ignore($"the native library is not available here: {NativeKernels.UnavailableReason}");
         return new KernelOptions { Isa = isa, Threads = 2 };
     }
 

@@ -159,8 +159,10 @@ public class NativeArgumentCheckTests
     {
         string message = LastError;
         Assert.That(status, Is.EqualTo(expected), $"native message: \"{message}\"");
-        Assert.Throws<KernelException>(() => NativeMethods.Check(status, "native call"));
+        var thrown = Assert.Throws<KernelException>(() => NativeMethods.Check(status, "native call"));
         Assert.That(message, Does.Contain(messageFragment));
+        // The managed exception carries the native check's message, so a user sees which argument was refused.
+        Assert.That(thrown!.Message, Does.Contain(messageFragment));
     }
 
     private static readonly string[] NativePaths = ["avx512vnni", "avxvnni", "avx2", "scalar"];
