@@ -219,10 +219,10 @@ internal static class EvaluateCommand
         var parts = setting.ToLowerInvariant().Split('-');
         string[] methods = ["rtn", "gptq", "gptqf"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
-        int group = 0, rangeGroups = 0;
+        int group = 0, rangeGroups = 0, activationGroup = 0;
         double? smooth = null, temperature = null;
         bool dynamic = true;
         FisherUse? use = null;
@@ -234,6 +234,7 @@ internal static class EvaluateCommand
                 dynamic = false;
                 rangeGroups = extra.Length > 6 ? int.Parse(extra[6..], CultureInfo.InvariantCulture) : 0;
             }
+            else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
@@ -241,7 +242,13 @@ internal static class EvaluateCommand
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
             else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, sq[<alpha>], static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), QuantSpec.Activation(act, dynamic), smooth, temperature, rangeGroups, use, space);
+        var activations = QuantSpec.Activation(act, dynamic);
+        if (activationGroup > 0 && activations.IsEnabled)
+        {
+            if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
+            activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
+        }
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space);
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
