@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -82,5 +83,31 @@ public class QuantLinearLowRankTests
         Assert.That(layer.LowRank!.Up.dtype, Is.EqualTo(ScalarType.Float64));
         Assert.That(layer.LowRankBytes, Is.EqualTo((12 * 3 + 3 * 16) * 8));
         s.Dispose(); up.Dispose(); down.Dispose();
+    }
+    [Test]
+    public void OnTheIntegerKernelsTheBranchIsAddedToTheGemmAndTheFusedCallFallsBack()
+    {
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(26);
+        using var layer = new QuantLinear("fc", nn.Linear(16, 12));
+        using var up = TestTensors.Randn(22, 12, 3) * 0.1;
+        using var down = TestTensors.Randn(23, 3, 16) * 0.1;
+        layer.SetLowRankBranch(up, down);   // no smoothing: only the branch keeps the fused call from the kernels
+        using var x = TestTensors.Randn(25, 5, 16);
+        var spec = QuantSpec.Weight(8);
+        using (var w = layer.SmoothedWeight()) layer.SetWeightVersion(QuantizedTensor.Quantize(w, spec));
+        layer.DefaultConfig = LayerQuantConfig.Create(8, 8);
+        using var simulated = layer.call(x).clone();
+        using var kernel = new IntegerLinearKernel { Strict = true };
+        layer.IntegerKernel = kernel;
+        using var integer = layer.call(x);
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
+        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5), "GEMM on the kernels + the branch in torch");
+        // The fused call cannot fuse the branch yet: it runs the ops around an ordinary (integer) call.
+        var ops = new FusedLinearOps { Activation = FusedActivation.GeluTanh };
+        using var fused = layer.ForwardFused(x, ops);
+        using var composed = ops.ComposeEpilogue(simulated);
+        Assert.That(TestTensors.RelativeError(fused, composed), Is.LessThan(1e-5));
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(2));
     }
 }
