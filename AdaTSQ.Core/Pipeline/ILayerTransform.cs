@@ -22,13 +22,21 @@ public interface ILayerTransform
     /// </summary>
     CalibrationRequirements Requirements(bool rangesPerTimestepGroup);
 
+    /// <summary>
+    /// Whether the transform sets the layers' input smoothing factors (<see cref="QuantLinear.SetInputSmoothing"/>), as
+    /// SmoothQuant and SVDQuant do. A layer has one set of factors, so <see cref="QuantizationBuilder.Build"/> refuses a plan
+    /// with two such transforms. Default: false.
+    /// </summary>
+    bool SetsInputSmoothing => false;
+
     /// <summary>Configuration problems (empty when none); <paramref name="hasCalibrationData"/> says whether the plan has data.</summary>
     IReadOnlyList<string> FindProblems(bool hasCalibrationData);
 
     /// <summary>
     /// Transforms <paramref name="layer"/> (whose configs are <paramref name="configs"/>) using its calibration
     /// <paramref name="statistics"/>. Returns the statistics of the transformed inputs (a new object the caller
-    /// disposes), or null when the layer was left unchanged.
+    /// disposes), or null when the layer's inputs are unchanged (the layer itself may have changed, e.g. SVDQuant's
+    /// low-rank branch without smoothing).
     /// </summary>
     LayerStatistics? Apply(QuantLinear layer, IReadOnlyCollection<LayerQuantConfig> configs, LayerStatistics? statistics);
 }

@@ -270,6 +270,9 @@ public sealed class QuantizationBuilder
                 problems.Add("CacheCalibration needs calibration data: call CalibrationData(...).");
         }
         foreach (var transform in _transforms) problems.AddRange(transform.FindProblems(source is not null));
+        var smoothing = _transforms.Where(t => t.SetsInputSmoothing).Select(t => t.Name).ToList();
+        if (smoothing.Count > 1)
+            problems.Add($"{string.Join(" and ", smoothing)} each set the layers' input smoothing factors, and a layer has one set: use only one of them.");
         if (_rangeGroups < 0) problems.Add($"{_rangeGroups} timestep groups for static ranges: must not be negative.");
         if (_blockwise is not null && source is null) problems.Add("CalibrateBlockByBlock needs calibration data: call CalibrationData(...).");
         if (_search is not null)

@@ -44,7 +44,7 @@ public sealed class QuantizationResult
     /// <summary>Bytes of the float weights and biases of the quantized layers.</summary>
     public long FloatWeightBytes { get; }
 
-    /// <summary>Bytes of every quantized weight version held (codes, scales, zero points).</summary>
+    /// <summary>Bytes of every quantized weight version held (codes, scales, zero points), plus the full-precision low-rank branches (SVDQuant) when layers have them.</summary>
     public long QuantizedWeightBytes { get; }
 
     /// <summary>Calibration items run (0 when none).</summary>

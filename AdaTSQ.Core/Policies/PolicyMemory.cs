@@ -39,7 +39,8 @@ public static class PolicyMemory
     /// <summary>
     /// Bytes of every weight version <paramref name="policy"/> makes the given layers keep: for each layer
     /// (name → [out, in] features), the distinct weight specs of <see cref="ITimestepPolicy.ConfigsFor"/>.
-    /// Equals <c>QuantizationResult.QuantizedWeightBytes</c> after quantizing those layers with the policy.
+    /// Equals <c>QuantizationResult.QuantizedWeightBytes</c> after quantizing those layers with the policy, unless the
+    /// layers also keep a low-rank branch (SVDQuant), whose bytes that total includes.
     /// </summary>
     public static long EstimateWeightBytes(ITimestepPolicy policy, IReadOnlyDictionary<string, (long Out, long In)> layers)
     {

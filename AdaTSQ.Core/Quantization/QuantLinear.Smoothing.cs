@@ -1,6 +1,7 @@
 // QuantLinear (partial): SmoothQuant input smoothing: the factors s, their reciprocal applied to
-// the input of quantized calls, and the smoothed weight W · diag(s) the versions are quantized from.
-// The module and its forward are in QuantLinear.cs.
+// the input of quantized calls, and the smoothed weight W · diag(s) (minus the low-rank branch of
+// QuantLinear.LowRank.cs, when set) the versions are quantized from. The module and its forward are in
+// QuantLinear.cs.
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,6 +29,8 @@ public sealed partial class QuantLinear
     {
         if (_versions.Count > 0)
             throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
+        if (_lowRank is not null)
+            throw new LayerQuantizationException(LayerName, "smoothing factors cannot change under a low-rank branch (it was made in the smoothed input space): remove the branch first.");
         if (factors is not null)
         {
             if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
@@ -43,26 +46,39 @@ public sealed partial class QuantLinear
         _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
     }
 
-    /// <summary>The weight the quantized versions stand for: <c>W · diag(s)</c> with smoothing, else <c>W</c> (a new tensor, detached).</summary>
+    /// <summary>
+    /// The weight the quantized versions stand for (a new tensor, detached): <c>W · diag(s) − L1 · L2</c>, i.e. the
+    /// smoothed weight (<c>W</c> without smoothing) minus the low-rank branch when one is set (SVDQuant's residual R;
+    /// see <see cref="LowRank"/>). Quantizers quantize it and reports measure the versions' error against it.
+    /// </summary>
     public Tensor SmoothedWeight()
     {
         using var noGrad = torch.no_grad();
-        return _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+        var w = _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+        if (_lowRank is null) return w;
+        using (w)
+        using (var product = _lowRank.Product()) return w - product;
     }
 
+    // The float weight a call with quantized activations but full-precision weights multiplies with: the parameter
+    // itself when nothing transforms it, else SmoothedWeight() made once and cached.
     private Tensor FloatWeightForQuantizedInput()
     {
-        if (_smoothing is null) return weight;
-        if (_smoothedWeight is null)
-            using (torch.no_grad()) _smoothedWeight = (weight.detach() * _smoothing.unsqueeze(0)).DetachFromDisposeScope();
-        return _smoothedWeight;
+        if (_smoothing is null && _lowRank is null) return weight;
+        return _smoothedWeight ??= SmoothedWeight().DetachFromDisposeScope();
+    }
+
+    private void InvalidateSmoothedWeight()
+    {
+        _smoothedWeight?.Dispose();
+        _smoothedWeight = null;
     }
 
     private void DisposeSmoothing()
     {
         _smoothing?.Dispose();
         _inverseSmoothing?.Dispose();
-        _smoothedWeight?.Dispose();
-        _smoothing = _inverseSmoothing = _smoothedWeight = null;
+        InvalidateSmoothedWeight();
+        _smoothing = _inverseSmoothing = null;
     }
 }

@@ -13,8 +13,12 @@ public sealed partial class QuantLinear
     /// <summary>The weight specs this layer holds a quantized version for.</summary>
     public IReadOnlyCollection<QuantSpec> WeightVersions => _versions.Keys;
 
-    /// <summary>Bytes of all quantized weight versions held (integer codes, scales, zero points).</summary>
-    public long QuantizedWeightBytes => _versions.Values.Sum(v => v.Integer.StorageBytes);
+    /// <summary>
+    /// Bytes of the quantized layer's weights: every quantized weight version held (integer codes, scales, zero
+    /// points) plus the full-precision low-rank branch when one is set (<see cref="LowRankBytes"/>), which every
+    /// quantized call also reads.
+    /// </summary>
+    public long QuantizedWeightBytes => _versions.Values.Sum(v => v.Integer.StorageBytes) + LowRankBytes;
 
     /// <summary>True when a version for <paramref name="spec"/> is held.</summary>
     public bool HasWeightVersion(QuantSpec spec) => _versions.ContainsKey(spec);

@@ -2,7 +2,8 @@
 // policy, integer kernel, observer), forward and the fused forward, unwrapping, moving, disposing.
 // The other concerns are partial files beside this one: QuantLinear.WeightVersions.cs (the quantized
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
-// per step group, and input quantization) and QuantLinear.Smoothing.cs (SmoothQuant input smoothing).
+// per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing) and
+// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch).
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -108,11 +109,11 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         // With SmoothQuant the versions stand for W·diag(s), so every quantized path takes x / s.
         using var smoothed = _inverseSmoothing is null ? null : input * _inverseSmoothing;
         var scaled = smoothed ?? input;
-        if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return integer;
+        if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return AddLowRank(integer, scaled);
         var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
-        if (!config.Activation.IsEnabled) return nn.functional.linear(scaled, w, bias);
+        if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, bias), scaled);
         using var x = QuantizeInput(scaled, config.Activation);
-        return nn.functional.linear(x, w, bias);
+        return AddLowRank(nn.functional.linear(x, w, bias), scaled);
     }
 
     /// <summary>
@@ -120,14 +121,16 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
     /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
     /// applied to each row as it is quantized, the epilogue on each output tile); otherwise — no
-    /// kernel, an unsupported config, an <see cref="Observer"/> or SmoothQuant factors — as those
-    /// TorchSharp ops around an ordinary call, so calibration sees the same inputs as before.
+    /// kernel, an unsupported config, an <see cref="Observer"/>, SmoothQuant factors or a low-rank branch — as
+    /// those TorchSharp ops around an ordinary call, so calibration sees the same inputs as before. (Fusing the
+    /// branch — its down-projection in the activation quantization pass, its up-projection in the epilogue, as
+    /// nunchaku does — is planned.)
     /// </summary>
     public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null
+        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null && _lowRank is null
             && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
             && !(input.requires_grad && torch.is_grad_enabled()))
         {
@@ -152,6 +155,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         ConditionallyRegisterParameter("bias", (Parameter?)null);
         ClearWeightVersions();
         ClearRanges();
+        DisposeLowRank();
         DisposeSmoothing();
         return original;
     }
@@ -182,6 +186,11 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             _smoothing = s;
             _inverseSmoothing = s.reciprocal().DetachFromDisposeScope();
         }
+        if (_lowRank is not null)
+        {
+            _lowRank = _lowRank.To(weight.dtype, weight.device);
+            InvalidateSmoothedWeight();
+        }
     }
 
     /// <inheritdoc />
@@ -191,6 +200,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         {
             ClearWeightVersions();
             ClearRanges();
+            DisposeLowRank();
             DisposeSmoothing();
         }
         base.Dispose(disposing);

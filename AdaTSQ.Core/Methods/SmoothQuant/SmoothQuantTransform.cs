@@ -29,6 +29,9 @@ public sealed class SmoothQuantTransform : ILayerTransform
     public string Name => "SmoothQuant";
 
     /// <inheritdoc />
+    public bool SetsInputSmoothing => true;
+
+    /// <inheritdoc />
     public CalibrationRequirements Requirements(bool rangesPerTimestepGroup) =>
         rangesPerTimestepGroup ? new CalibrationRequirements { PerStepChannelExtremes = true } : CalibrationRequirements.None;
 
