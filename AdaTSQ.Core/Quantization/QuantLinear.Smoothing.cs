@@ -1,5 +1,6 @@
 // QuantLinear (partial): SmoothQuant input smoothing: the factors s, their reciprocal applied to
-// the input of quantized calls, and the smoothed weight W · diag(s) the versions are quantized from.
+// the input of quantized calls, and the smoothed weight W · diag(s) (· Rᵀ with an input rotation,
+// QuantLinear.Rotation.cs) the versions are quantized from.
 // The module and its forward are in QuantLinear.cs.
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,12 +23,15 @@ public sealed partial class QuantLinear
 
     /// <summary>
     /// Sets (or with null removes) the SmoothQuant factors. Only while no weight version is held, since
-    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>).
+    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>), and
+    /// before any <see cref="InputRotation"/> (smoothing comes first in the call).
     /// </summary>
     public void SetInputSmoothing(Tensor? factors)
     {
         if (_versions.Count > 0)
             throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
+        if (_rotation is not null)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before the input rotation (the call smooths, then rotates): smooth first (SmoothActivations before RotateInputs).");
         if (factors is not null)
         {
             if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
@@ -43,18 +47,21 @@ public sealed partial class QuantLinear
         _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
     }
 
-    /// <summary>The weight the quantized versions stand for: <c>W · diag(s)</c> with smoothing, else <c>W</c> (a new tensor, detached).</summary>
+    /// <summary>
+    /// The weight the quantized versions stand for, i.e. the one that multiplies the transformed input of a
+    /// quantized call: <c>W · diag(s) · Rᵀ</c> with smoothing <c>s</c> and rotation <c>R</c> (see
+    /// <see cref="InputRotation"/>), <c>W · diag(s)</c> with smoothing only, <c>W</c> with neither (a new tensor, detached).
+    /// </summary>
     public Tensor SmoothedWeight()
     {
         using var noGrad = torch.no_grad();
-        return _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+        return RotateWeight(_smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0));
     }
 
     private Tensor FloatWeightForQuantizedInput()
     {
-        if (_smoothing is null) return weight;
-        if (_smoothedWeight is null)
-            using (torch.no_grad()) _smoothedWeight = (weight.detach() * _smoothing.unsqueeze(0)).DetachFromDisposeScope();
+        if (_smoothing is null && _rotation is null) return weight;
+        _smoothedWeight ??= SmoothedWeight().DetachFromDisposeScope();
         return _smoothedWeight;
     }
 

@@ -105,8 +105,8 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
         if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
-        // With SmoothQuant the versions stand for W·diag(s), so every quantized path takes x / s.
-        using var smoothed = _inverseSmoothing is null ? null : input * _inverseSmoothing;
+        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
+        using var smoothed = TransformInput(input);
         var scaled = smoothed ?? input;
         if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return integer;
         var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
@@ -120,14 +120,16 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
     /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
     /// applied to each row as it is quantized, the epilogue on each output tile); otherwise — no
-    /// kernel, an unsupported config, an <see cref="Observer"/> or SmoothQuant factors — as those
-    /// TorchSharp ops around an ordinary call, so calibration sees the same inputs as before.
+    /// kernel, an unsupported config, an <see cref="Observer"/>, SmoothQuant factors or an
+    /// <see cref="InputRotation"/> — as those TorchSharp ops around an ordinary call, so calibration sees
+    /// the same inputs as before. (Fusing the rotation's fast Walsh–Hadamard transform into the native
+    /// prologue is planned; until then a rotated layer runs its prologue in TorchSharp.)
     /// </summary>
     public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null
+        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null && _rotation is null
             && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
             && !(input.requires_grad && torch.is_grad_enabled()))
         {
@@ -153,6 +155,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         ClearWeightVersions();
         ClearRanges();
         DisposeSmoothing();
+        DisposeRotation();
         return original;
     }
 
@@ -182,6 +185,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             _smoothing = s;
             _inverseSmoothing = s.reciprocal().DetachFromDisposeScope();
         }
+        MoveRotation(weight.device);
     }
 
     /// <inheritdoc />
@@ -192,6 +196,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             ClearWeightVersions();
             ClearRanges();
             DisposeSmoothing();
+            DisposeRotation();
         }
         base.Dispose(disposing);
     }
