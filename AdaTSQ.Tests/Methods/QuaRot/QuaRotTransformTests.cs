@@ -243,6 +243,33 @@ public class QuaRotTransformTests
     }
 
     [Test]
+    public void RotatedLayersRunOnTheKernelsWithTheRotatedInputAndFusedCallsFallBack()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(12);
+        var linear = nn.Linear(192, 16);
+        using var layer = new QuantLinear("fc", linear);
+        var x = OutlierInputs(13, 5, 192);
+        using (var rotation = HadamardRotation.Create(192)) layer.SetInputRotation(rotation);
+        using (var w = layer.SmoothedWeight()) layer.SetWeightVersion(QuantizedTensor.Quantize(w, QuantSpec.Weight(8)));
+        layer.DefaultConfig = LayerQuantConfig.Create(8, 8);
+        var simulated = layer.call(x).clone();
+        var ops = new FusedLinearOps { LayerNorm = true, Activation = FusedActivation.GeluTanh };
+        var composedSimulated = layer.ForwardFused(x, ops);
+        using var kernel = new IntegerLinearKernel { Strict = true };
+        layer.IntegerKernel = kernel;
+        var integer = layer.call(x);
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
+        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5));
+        Assert.That(TestTensors.RelativeError(integer, nn.functional.linear(x, linear.weight!, linear.bias)), Is.LessThan(0.05), "the rotation is undone: the output is the layer's");
+        // The fast Walsh–Hadamard transform is not fused into the native prologue: the prologue runs in TorchSharp, then an ordinary (integer) call.
+        var fused = layer.ForwardFused(x, ops);
+        Assert.That(kernel.IntegerCalls, Is.EqualTo(2));
+        Assert.That(TestTensors.RelativeError(fused, composedSimulated), Is.LessThan(1e-4));
+    }
+
+    [Test]
     public void SmoothingAfterRotationIsRefused()
     {
         using var model = nn.Sequential(("fc", nn.Linear(64, 8)));
