@@ -13,7 +13,7 @@ namespace AdaTSQ.Methods.QuaRot;
 /// the Hessian exactly, so GPTQ quantizes the rotated weight against the rotated Hessian; static ranges only as bounds).
 /// Runs after SmoothQuant when both are used (smoothing, then rotation); the rotation runs in TorchSharp on every
 /// quantized call (not folded into neighbouring layers, not yet fused into the native kernel prologue: see
-/// <c>docs/methods/quarot.md</c>).
+/// <c>docs/quarot.md</c>).
 /// </summary>
 public sealed class QuaRotTransform : ILayerTransform
 {
