@@ -14,8 +14,9 @@ if (args.Contains("--help") || args.Contains("-h"))
                             --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
                             Each setting the integer kernels support also runs on them (CPU): "<setting> (integer kernels)" rows and a
                             table of integer vs fake-quant samples and sampling time; --no-integer skips that
-                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-static[<groups>]][-t<tau>][-is][-x0]
+                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot][-static[<groups>]][-t<tau>][-is][-x0]
                                       -g = weight group, -ag = dynamic activation group along K (per token × group)
+                                      -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation
                                       method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration)
                                       default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)

@@ -67,6 +67,13 @@ public sealed class LayerStatistics : IDisposable
     /// <summary>Σ α·x·xᵀ over all rows <c>[in, in]</c> (float64), α = the calibrator's step weight; null when not collected.</summary>
     public Tensor? SecondMoment => _secondMoment;
 
+    /// <summary>
+    /// True when the channel extremes (<see cref="ChannelMin"/>, <see cref="ChannelMax"/>, <see cref="ChannelAbsMax"/>),
+    /// the overall and the per-step ranges are bounds that hold the true ones rather than the observed values
+    /// (the statistics of rotated inputs, see <see cref="Rotated"/>).
+    /// </summary>
+    public bool ExtremesAreBounds { get; private init; }
+
     /// <summary>Σ α over all rows: the normaliser of <see cref="SecondMoment"/>.</summary>
     public double SecondMomentWeight { get; private set; }
 
@@ -191,6 +198,87 @@ public sealed class LayerStatistics : IDisposable
             result._secondMoment = (_secondMoment * inv.unsqueeze(1) * inv.unsqueeze(0)).DetachFromDisposeScope();
         }
         return result;
+    }
+
+    /// <summary>
+    /// The statistics of the rotated inputs <c>x·Rᵀ</c> for an orthogonal <paramref name="rotation"/> <c>R</c> (QuaRot,
+    /// arXiv 2404.00456). Exact: the second moment <c>Σ α (R x)(R x)ᵀ = R · (Σ α x xᵀ) · Rᵀ</c> (what GPTQ needs), the
+    /// row count and weights. Not derivable from these statistics: the extremes of a rotated channel
+    /// <c>(R x)_i = Σ_j R_ij x_j</c> depend on which channels peak together in the same row, which per-channel
+    /// extremes do not record. They are replaced by the interval bound <c>Σ_j max(R_ij·lo_j, R_ij·hi_j)</c> (and its
+    /// mirror for the minimum) from the per-channel extremes <c>[lo_j, hi_j]</c>: the true extremes lie inside it, but
+    /// for a Hadamard <c>R</c> (all <c>|R_ij| = 1/√K</c>) it can be up to about √K times wider than what the rotated
+    /// inputs reach, so static activation ranges taken from it are conservative (coarse); dynamic per-token
+    /// activation quantization — QuaRot's — needs no range. Per-step ranges are bounded the same way from the
+    /// per-step channel extremes when they were kept, else left out. <see cref="ExtremesAreBounds"/> is true on the
+    /// result. A new object the caller owns.
+    /// </summary>
+    public LayerStatistics Rotated(IInputRotation rotation)
+    {
+        ArgumentNullException.ThrowIfNull(rotation);
+        if (rotation.Size != InFeatures)
+            throw new CalibrationException($"layer '{LayerName}': rotation '{rotation.Description}' rotates {rotation.Size} channels, expected {InFeatures}.");
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var result = new LayerStatistics(LayerName, InFeatures, CollectsSecondMoment, CollectsStepChannels)
+        {
+            Calls = Calls, Rows = Rows, SecondMomentWeight = SecondMomentWeight, ExtremesAreBounds = true,
+        };
+        if (_channelMin is not null)
+        {
+            // Rows 0: overall; then one per step with kept channel extremes.
+            var steps = _stepChannels.Keys.Order().ToList();
+            var lo = torch.stack([_channelMin, .. steps.Select(k => _stepChannels[k].Min.to(_channelMin.device))]);
+            var hi = torch.stack([_channelMax!, .. steps.Select(k => _stepChannels[k].Max.to(_channelMin.device))]);
+            var (boundLo, boundHi) = IntervalBound(rotation, lo, hi);
+            result._channelMin = boundLo[0].clone().DetachFromDisposeScope();
+            result._channelMax = boundHi[0].clone().DetachFromDisposeScope();
+            result._channelAbsMax = torch.maximum(boundLo[0].abs(), boundHi[0].abs()).DetachFromDisposeScope();
+            result.InputMin = boundLo[0].min().item<float>();
+            result.InputMax = boundHi[0].max().item<float>();
+            for (int i = 0; i < steps.Count; i++)
+            {
+                var (smin, smax) = (boundLo[i + 1].clone().DetachFromDisposeScope(), boundHi[i + 1].clone().DetachFromDisposeScope());
+                result._stepChannels[steps[i]] = (smin, smax);
+                result._steps[steps[i]] = new StepRange(smin.min().item<float>(), smax.max().item<float>(), _steps[steps[i]].Rows);
+            }
+        }
+        if (_secondMoment is not null)
+        {
+            // Rotate(M) = M·Rᵀ; with S symmetric, Rotate(Rotate(S)ᵀ) = R·S·Rᵀ.
+            var once = rotation.Rotate(_secondMoment);
+            var twice = rotation.Rotate(once.t().contiguous());
+            result._secondMoment = ((twice + twice.t()) * 0.5).DetachFromDisposeScope();
+        }
+        return result;
+    }
+
+    // Interval arithmetic through R, for rows of per-channel bounds lo, hi [n, K]: the smallest and largest
+    // Σ_j R_ij x_j with lo_j ≤ x_j ≤ hi_j. Rᵀ is made in chunks of rows (Rotate of identity rows), O(chunk·K) memory.
+    private (Tensor Lo, Tensor Hi) IntervalBound(IInputRotation rotation, Tensor lo, Tensor hi)
+    {
+        const long chunk = 256;
+        var lo64 = lo.to(ScalarType.Float64);
+        var hi64 = hi.to(ScalarType.Float64);
+        var outLo = torch.zeros_like(lo64);
+        var outHi = torch.zeros_like(hi64);
+        for (long start = 0; start < InFeatures; start += chunk)
+        {
+            using var inner = torch.NewDisposeScope();
+            long n = Math.Min(chunk, InFeatures - start);
+            var identityRows = torch.cat([
+                torch.zeros(n, start, dtype: ScalarType.Float64, device: lo.device),
+                torch.eye(n, dtype: ScalarType.Float64, device: lo.device),
+                torch.zeros(n, InFeatures - start - n, dtype: ScalarType.Float64, device: lo.device)], 1);
+            var rt = rotation.Rotate(identityRows); // [n, K]: R_{i, start+j} at [j, i]
+            var positive = rt.clamp_min(0);
+            var negative = rt.clamp_max(0);
+            var l = lo64.narrow(1, start, n);
+            var h = hi64.narrow(1, start, n);
+            outHi.add_(h.mm(positive) + l.mm(negative));
+            outLo.add_(l.mm(positive) + h.mm(negative));
+        }
+        return (outLo.to(ScalarType.Float32), outHi.to(ScalarType.Float32));
     }
 
     /// <summary>Per-step per-channel extremes <c>(min, max)</c> by step index (empty unless <see cref="CollectsStepChannels"/>).</summary>

@@ -29,6 +29,20 @@ public interface ILayerTransform
     /// </summary>
     bool SetsInputSmoothing => false;
 
+    /// <summary>
+    /// Whether the transform sets the layers' input rotation (<see cref="QuantLinear.SetInputRotation"/>), as QuaRot does.
+    /// A call smooths, then rotates, so <see cref="QuantizationBuilder.Build"/> refuses a smoothing transform added after
+    /// a rotating one. Default: false.
+    /// </summary>
+    bool SetsInputRotation => false;
+
+    /// <summary>
+    /// Whether the transform sets a low-rank branch (<see cref="QuantLinear.SetLowRankBranch"/>), as SVDQuant does. The
+    /// branch is made in the smoothed, unrotated input space, so <see cref="QuantizationBuilder.Build"/> refuses a plan
+    /// that also rotates. Default: false.
+    /// </summary>
+    bool SetsLowRankBranch => false;
+
     /// <summary>Configuration problems (empty when none); <paramref name="hasCalibrationData"/> says whether the plan has data.</summary>
     IReadOnlyList<string> FindProblems(bool hasCalibrationData);
 

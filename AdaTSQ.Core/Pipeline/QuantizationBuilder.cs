@@ -273,6 +273,14 @@ public sealed class QuantizationBuilder
         var smoothing = _transforms.Where(t => t.SetsInputSmoothing).Select(t => t.Name).ToList();
         if (smoothing.Count > 1)
             problems.Add($"{string.Join(" and ", smoothing)} each set the layers' input smoothing factors, and a layer has one set: use only one of them.");
+        int firstRotation = _transforms.FindIndex(t => t.SetsInputRotation);
+        if (firstRotation >= 0)
+        {
+            foreach (var late in _transforms.Skip(firstRotation + 1).Where(t => t.SetsInputSmoothing))
+                problems.Add($"{late.Name} smooths the layers' inputs but comes after {_transforms[firstRotation].Name}, which rotates them; a call smooths, then rotates: add the smoothing step first.");
+            foreach (var branch in _transforms.Where(t => t.SetsLowRankBranch))
+                problems.Add($"{branch.Name}'s low-rank branch and {_transforms[firstRotation].Name}'s rotation cannot be combined yet (the branch is made in the unrotated input space): use one of them.");
+        }
         if (_rangeGroups < 0) problems.Add($"{_rangeGroups} timestep groups for static ranges: must not be negative.");
         if (_blockwise is not null && source is null) problems.Add("CalibrateBlockByBlock needs calibration data: call CalibrationData(...).");
         if (_search is not null)

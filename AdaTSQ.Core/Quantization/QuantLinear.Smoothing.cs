@@ -1,7 +1,7 @@
 // QuantLinear (partial): SmoothQuant input smoothing: the factors s, their reciprocal applied to
-// the input of quantized calls, and the smoothed weight W · diag(s) (minus the low-rank branch of
-// QuantLinear.LowRank.cs, when set) the versions are quantized from. The module and its forward are in
-// QuantLinear.cs.
+// the input of quantized calls, and the weight the versions are quantized from: W · diag(s), times Rᵀ with an
+// input rotation (QuantLinear.Rotation.cs), minus the low-rank branch (QuantLinear.LowRank.cs) when set.
+// The module and its forward are in QuantLinear.cs.
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,7 +23,8 @@ public sealed partial class QuantLinear
 
     /// <summary>
     /// Sets (or with null removes) the SmoothQuant factors. Only while no weight version is held, since
-    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>).
+    /// the versions must be quantized from the smoothed weight (see <see cref="SmoothedWeight"/>), and
+    /// before any <see cref="InputRotation"/> (smoothing comes first in the call).
     /// </summary>
     public void SetInputSmoothing(Tensor? factors)
     {
@@ -31,6 +32,8 @@ public sealed partial class QuantLinear
             throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
         if (_lowRank is not null)
             throw new LayerQuantizationException(LayerName, "smoothing factors cannot change under a low-rank branch (it was made in the smoothed input space): remove the branch first.");
+        if (_rotation is not null)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before the input rotation (the call smooths, then rotates): smooth first (SmoothActivations before RotateInputs).");
         if (factors is not null)
         {
             if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
@@ -47,14 +50,15 @@ public sealed partial class QuantLinear
     }
 
     /// <summary>
-    /// The weight the quantized versions stand for (a new tensor, detached): <c>W · diag(s) − L1 · L2</c>, i.e. the
-    /// smoothed weight (<c>W</c> without smoothing) minus the low-rank branch when one is set (SVDQuant's residual R;
-    /// see <see cref="LowRank"/>). Quantizers quantize it and reports measure the versions' error against it.
+    /// The weight the quantized versions stand for, i.e. the one that multiplies the transformed input of a
+    /// quantized call (a new tensor, detached): <c>W · diag(s) · Rᵀ − L1 · L2</c> with smoothing <c>s</c>, rotation
+    /// <c>R</c> (see <see cref="InputRotation"/>) and a low-rank branch (SVDQuant's residual; see <see cref="LowRank"/>),
+    /// each factor dropped when not set. Quantizers quantize it and reports measure the versions' error against it.
     /// </summary>
     public Tensor SmoothedWeight()
     {
         using var noGrad = torch.no_grad();
-        var w = _smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0);
+        var w = RotateWeight(_smoothing is null ? weight.detach().clone() : weight.detach() * _smoothing.unsqueeze(0));
         if (_lowRank is null) return w;
         using (w)
         using (var product = _lowRank.Product()) return w - product;
@@ -64,7 +68,7 @@ public sealed partial class QuantLinear
     // itself when nothing transforms it, else SmoothedWeight() made once and cached.
     private Tensor FloatWeightForQuantizedInput()
     {
-        if (_smoothing is null && _lowRank is null) return weight;
+        if (_smoothing is null && _rotation is null && _lowRank is null) return weight;
         return _smoothedWeight ??= SmoothedWeight().DetachFromDisposeScope();
     }
 

@@ -106,8 +106,8 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
         if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
-        // With SmoothQuant the versions stand for W·diag(s), so every quantized path takes x / s.
-        using var smoothed = _inverseSmoothing is null ? null : input * _inverseSmoothing;
+        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
+        using var smoothed = TransformInput(input);
         var scaled = smoothed ?? input;
         if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return AddLowRank(integer, scaled);
         var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
@@ -121,16 +121,17 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
     /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
     /// applied to each row as it is quantized, the epilogue on each output tile); otherwise — no
-    /// kernel, an unsupported config, an <see cref="Observer"/>, SmoothQuant factors or a low-rank branch — as
-    /// those TorchSharp ops around an ordinary call, so calibration sees the same inputs as before. (Fusing the
-    /// branch — its down-projection in the activation quantization pass, its up-projection in the epilogue, as
-    /// nunchaku does — is planned.)
+    /// kernel, an unsupported config, an <see cref="Observer"/>, SmoothQuant factors, an <see cref="InputRotation"/>
+    /// or a low-rank branch — as those TorchSharp ops around an ordinary call, so calibration sees the same inputs as
+    /// before. (Fusing the rotation's fast Walsh–Hadamard transform into the native prologue, and the branch — its
+    /// down-projection in the activation quantization pass, its up-projection in the epilogue, as nunchaku does — is
+    /// planned.)
     /// </summary>
     public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null && _lowRank is null
+        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null && _rotation is null && _lowRank is null
             && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
             && !(input.requires_grad && torch.is_grad_enabled()))
         {
@@ -157,6 +158,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         ClearRanges();
         DisposeLowRank();
         DisposeSmoothing();
+        DisposeRotation();
         return original;
     }
 
@@ -191,6 +193,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             _lowRank = _lowRank.To(weight.dtype, weight.device);
             InvalidateSmoothedWeight();
         }
+        MoveRotation(weight.device);
     }
 
     /// <inheritdoc />
@@ -202,6 +205,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             ClearRanges();
             DisposeLowRank();
             DisposeSmoothing();
+            DisposeRotation();
         }
         base.Dispose(disposing);
     }

@@ -40,6 +40,9 @@ public sealed class SvdQuantTransform : ILayerTransform
     public bool SetsInputSmoothing => true;
 
     /// <inheritdoc />
+    public bool SetsLowRankBranch => true;
+
+    /// <inheritdoc />
     public CalibrationRequirements Requirements(bool rangesPerTimestepGroup) =>
         rangesPerTimestepGroup ? CalibrationRequirements.SecondMoments with { PerStepChannelExtremes = true } : CalibrationRequirements.SecondMoments;
 
