@@ -39,6 +39,8 @@ public class NativeArgumentCheckTests
         public int OutInt32;
         public int Threads;
         public int Isa;
+        public long ActivationGroup;
+        public long LdActivationScale;
     }
 
     /// <summary>adatsq_linear_ops with IntPtr fields (layout checked against <see cref="LinearOps"/>).</summary>
