@@ -29,6 +29,14 @@ public class PerGroupActivationQuantizationTests
     }
 
     [Test]
+    public void TheBitWidthSearchKeepsTheActivationGroups()
+    {
+        var options = new AdaTSQ.Methods.AdaTSQ.Search.BitWidthSearchOptions { ActivationSpec = QuantSpec.Activation(8, 64), PairActivationBits = true };
+        Assert.That(options.ConfigFor(4).Activation, Is.EqualTo(QuantSpec.Activation(4, 64)), "paired W=A: the bits change, the groups stay");
+        Assert.That(options.ConfigFor(QuantSpec.FullPrecisionBits).Activation, Is.EqualTo(QuantSpec.FullPrecision));
+    }
+
+    [Test]
     public void FakeQuantizationOfAnInputIsPerRowAndPerGroup()
     {
         using var scope = torch.NewDisposeScope();
