@@ -38,8 +38,15 @@ public static unsafe class CudaIntegerGemm
     /// <paramref name="bits"/>-bit codes (2–8, stored as int8, same shape) and float32 scales <c>[...]</c>
     /// on the same device: <c>scale = max|x_row|·clipRatio / (2^(bits−1) − 1)</c>, codes rounded half to even.
     /// </summary>
-    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits = 8, double clipRatio = 1.0)
+    /// <param name="x">Float32 CUDA activations <c>[..., K]</c>.</param>
+    /// <param name="bits">Activation bits, 2–8.</param>
+    /// <param name="clipRatio">Fraction of each row's max |x| mapped to the largest code, (0, 1].</param>
+    /// <param name="groupSize">Must be 0: per-token × per-group activation scales are not implemented on CUDA
+    /// (<see cref="NotSupportedException"/>; the CPU kernels, <see cref="TorchIntegerGemm"/>, have them).</param>
+    /// <exception cref="NotSupportedException"><paramref name="groupSize"/> is not 0.</exception>
+    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits = 8, double clipRatio = 1.0, int groupSize = 0)
     {
+        RefuseActivationGroups(groupSize, "QuantizeActivations");
         if (bits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(bits), bits, "activation bits must be 2–8.");
         if (!(clipRatio > 0 && clipRatio <= 1)) throw new ArgumentOutOfRangeException(nameof(clipRatio), clipRatio, "clipRatio must be in (0, 1].");
         CheckCuda(x, nameof(x), ScalarType.Float32, null);
@@ -82,6 +89,8 @@ public static unsafe class CudaIntegerGemm
             throw new ArgumentException($"activationCodes: expected a non-empty tensor [..., K], got shape [{Shape(activationCodes)}].", nameof(activationCodes));
         long k = activationCodes.shape[^1], m = activationCodes.numel() / k;
         var (n, _) = CheckWeights(weightCodes, weightScales, weightBits, groupSize, k, bias);
+        if (activationScales.numel() != m && activationScales.numel() % m == 0 && activationScales.numel() / m > 1)
+            RefuseActivationGroups(checked((int)(k / (activationScales.numel() / m))), "Gemm");
         if (activationScales.numel() != m)
             throw new ArgumentException($"activationScales: expected one scale per row ({m}), got shape [{Shape(activationScales)}].", nameof(activationScales));
         if ((m + 63) / 64 > 65535) throw new ArgumentException($"activationCodes: at most {65535L * 64} rows, got {m}.", nameof(activationCodes));
@@ -109,9 +118,21 @@ public static unsafe class CudaIntegerGemm
     /// <c>[..., K]</c> to <paramref name="activationBits"/> (8: W8A8 / W4A8; 4: W4A4), then
     /// <see cref="Gemm"/>. Returns float32 <c>[..., N]</c>.
     /// </summary>
+    /// <param name="x">Float32 CUDA activations <c>[..., K]</c>.</param>
+    /// <param name="weightCodes">Weight codes: int8 <c>[N, K]</c> (5–8 bits) or uint8 <c>[N, ceil(K/2)]</c> (2–4 bits).</param>
+    /// <param name="weightScales">Float32 weight scales, N × groups elements.</param>
+    /// <param name="weightBits">Weight bits, 2–8.</param>
+    /// <param name="activationBits">Activation bits, 2–8.</param>
+    /// <param name="groupSize">Weight group size; 0 for per-channel scales.</param>
+    /// <param name="bias">Float32 bias <c>[N]</c>, or null.</param>
+    /// <param name="clipRatio">Fraction of each row's max |x| mapped to the largest code, (0, 1].</param>
+    /// <param name="activationGroupSize">Must be 0: per-token × per-group activation scales are not implemented on CUDA
+    /// (<see cref="NotSupportedException"/>; the CPU kernels, <see cref="TorchIntegerGemm"/>, have them).</param>
+    /// <exception cref="NotSupportedException"><paramref name="activationGroupSize"/> is not 0.</exception>
     public static Tensor Linear(Tensor x, Tensor weightCodes, Tensor weightScales, int weightBits, int activationBits = 8,
-        int groupSize = 0, Tensor? bias = null, double clipRatio = 1.0)
+        int groupSize = 0, Tensor? bias = null, double clipRatio = 1.0, int activationGroupSize = 0)
     {
+        RefuseActivationGroups(activationGroupSize, "Linear");
         if (weightBits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(weightBits), weightBits, "weight bits must be 2–8.");
         if (activationBits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(activationBits), activationBits, "activation bits must be 2–8.");
         if (groupSize < 0) throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, "groupSize must be ≥ 0 (0 = per channel).");
@@ -125,6 +146,15 @@ public static unsafe class CudaIntegerGemm
         using (codes)
         using (scales)
             return Gemm(codes, scales, weightCodes, weightScales, weightBits, groupSize, bias);
+    }
+
+    // Per-token × per-group activation scales: not implemented by libadatsq_kernels_cuda (its GEMM applies one
+    // activation scale per row in the epilogue; a per-group fold has not been written or run on a GPU).
+    private static void RefuseActivationGroups(int activationGroupSize, string operation)
+    {
+        if (activationGroupSize != 0)
+            throw new NotSupportedException($"CudaIntegerGemm.{operation}: per-token × per-group activation scales (group size {activationGroupSize}) are not implemented " +
+                "on CUDA; use the CPU integer kernels (TorchIntegerGemm, IntegerLinearKernel) or fake quantization.");
     }
 
     private static (long N, long Groups) CheckWeights(Tensor weightCodes, Tensor weightScales, int weightBits, int groupSize, long k, Tensor? bias)

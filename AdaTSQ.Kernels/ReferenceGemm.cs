@@ -60,6 +60,33 @@ public static class ReferenceGemm
         W8A8(a, aScale, b, bScale, c, m, n, k);
     }
 
+    /// <summary>
+    /// Dequantizing GEMM with grouped scales on both operands, in double precision:
+    /// <c>C[m, n] = Σ_k sa[m, k / aGroup] · sb[n, k / bGroup] · A[m, k]·B[n, k]</c> — equal, in exact arithmetic,
+    /// to the kernels' per-group fold <c>Σ_g sa[m, g]·sb[g, n]·acc_g</c>. A group size of 0 means one scale per row
+    /// (<paramref name="aScale"/> <c>[M]</c>, <paramref name="bScale"/> <c>[N]</c>); otherwise the scales are
+    /// <c>[M, ceil(K / aGroup)]</c> and <c>[N, ceil(K / bGroup)]</c>. Weights are int8 codes <c>[N, K]</c>
+    /// (unpack 4-bit codes first).
+    /// </summary>
+    public static void Grouped(ReadOnlySpan<sbyte> a, ReadOnlySpan<float> aScale, int aGroup, ReadOnlySpan<sbyte> b, ReadOnlySpan<float> bScale, int bGroup,
+        Span<float> c, int m, int n, int k)
+    {
+        CheckShapes(a.Length, (long)m * k, b.Length, (long)n * k, c.Length, (long)m * n, m, n, k);
+        if (aGroup < 0 || bGroup < 0) throw new ArgumentException($"group sizes must be 0 (one per row) or positive, got {aGroup} and {bGroup}.");
+        int ag = aGroup > 0 ? aGroup : k, bg = bGroup > 0 ? bGroup : k;
+        int aGroups = (k + ag - 1) / ag, bGroups = (k + bg - 1) / bg;
+        if (aScale.Length != (long)m * aGroups) throw new ArgumentException($"activation scales: expected {(long)m * aGroups}, found {aScale.Length}.", nameof(aScale));
+        if (bScale.Length != (long)n * bGroups) throw new ArgumentException($"weight scales: expected {(long)n * bGroups}, found {bScale.Length}.", nameof(bScale));
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int p = 0; p < k; p++)
+                    sum += (double)a[i * k + p] * b[j * k + p] * aScale[i * aGroups + p / ag] * bScale[j * bGroups + p / bg];
+                c[i * n + j] = (float)sum;
+            }
+    }
+
     private static void CheckShapes(long aLen, long aExpected, long bLen, long bExpected, long cLen, long cExpected, int m, int n, int k)
     {
         if (m <= 0 || n <= 0 || k <= 0) throw new ArgumentException($"GEMM dimensions must be positive, got M={m}, N={n}, K={k}.");

@@ -47,20 +47,36 @@ public static unsafe class TorchIntegerGemm
     /// Dynamic per-token quantization of float32 <paramref name="x"/> <c>[..., K]</c>: int8 codes of
     /// the same shape and float32 scales of shape <c>[...]</c>.
     /// </summary>
-    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits, double clipRatio = 1.0, KernelOptions? options = null)
+    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits, double clipRatio = 1.0, KernelOptions? options = null) =>
+        QuantizeActivations(x, bits, 0, clipRatio, options);
+
+    /// <summary>
+    /// Dynamic per-token × per-group quantization of float32 <paramref name="x"/> <c>[..., K]</c>: int8 codes of the
+    /// same shape and float32 scales <c>[..., K / groupSize]</c> (<c>[...]</c> when <paramref name="groupSize"/> is 0),
+    /// each group quantized as <c>FakeQuantizer</c> does with a per-group activation spec.
+    /// </summary>
+    /// <param name="x">Float32 activations <c>[..., K]</c>.</param>
+    /// <param name="bits">Activation bits, 2–8.</param>
+    /// <param name="groupSize">Columns per scale (a divisor of K), or 0 for one scale per row.</param>
+    /// <param name="clipRatio">Fraction of each group's max |x| mapped to the largest code, (0, 1].</param>
+    /// <param name="options">ISA and threads; null for the defaults.</param>
+    public static (Tensor Codes, Tensor Scales) QuantizeActivations(Tensor x, int bits, int groupSize, double clipRatio = 1.0, KernelOptions? options = null)
     {
         CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
         if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
         long k = x.shape[^1], m = x.numel() / k;
+        if (groupSize < 0 || groupSize > 0 && k % groupSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"activation group size must be 0 (per token) or a positive divisor of K = {k}.");
         int count = checked((int)x.numel()), rows = checked((int)m);
+        int scaleCount = checked(rows * (groupSize > 0 ? (int)(k / groupSize) : 1));
         using var px = PinnedTensor.Take(x, nameof(x));
         var codes = torch.empty(x.shape, ScalarType.Int8);
-        var scales = torch.empty(x.shape[..^1], ScalarType.Float32);
+        var scales = groupSize > 0 ? torch.empty([.. x.shape[..^1], k / groupSize], ScalarType.Float32) : torch.empty(x.shape[..^1], ScalarType.Float32);
         try
         {
             // codes and scales are this call's own tensors: referenced below (returned), so never finalized mid-call.
-            IntegerGemm.QuantizeActivations(new ReadOnlySpan<float>((void*)px.Address, count), rows, checked((int)k), bits,
-                new Span<sbyte>((void*)TensorMemory.Address(codes), count), new Span<float>((void*)TensorMemory.Address(scales), rows), clipRatio, options);
+            IntegerGemm.QuantizeActivations(new ReadOnlySpan<float>((void*)px.Address, count), rows, checked((int)k), bits, groupSize,
+                new Span<sbyte>((void*)TensorMemory.Address(codes), count), new Span<float>((void*)TensorMemory.Address(scales), scaleCount), clipRatio, options);
             return (codes, scales);
         }
         catch { codes.Dispose(); scales.Dispose(); throw; }
@@ -80,8 +96,12 @@ public static unsafe class TorchIntegerGemm
     /// <param name="options">ISA and threads; null for the defaults.</param>
     /// <param name="ops">Work fused into the call (a LayerNorm + modulate prologue on x's rows
     /// before they are quantized, an activation and gated residual on the output), or null.</param>
+    /// <param name="activationGroupSize">0 (default): one activation scale per row (per token). Positive: per-token ×
+    /// per-group activation quantization, one scale per row and per group of that many columns of K, folded with the
+    /// weight scales per group; it must divide K and be a multiple of the group <paramref name="weights"/> are packed with
+    /// (<see cref="ActivationGrouping"/>), else <see cref="NotSupportedException"/>.</param>
     public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null,
-        FusedLinearOps? ops = null)
+        FusedLinearOps? ops = null, int activationGroupSize = 0)
     {
         ArgumentNullException.ThrowIfNull(weights);
         CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
@@ -104,7 +124,7 @@ public static unsafe class TorchIntegerGemm
         try
         {
             IntegerGemm.LinearFused((float*)px.Address, checked((int)m), weights, activationBits, (float*)pb.Address,
-                (float*)TensorMemory.Address(y), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native);
+                (float*)TensorMemory.Address(y), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native, activationGroupSize);
             return y;  // y, this call's own tensor, is referenced here: not finalized mid-call
         }
         catch { y.Dispose(); throw; }

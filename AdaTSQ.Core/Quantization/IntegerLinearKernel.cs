@@ -9,12 +9,15 @@ namespace AdaTSQ.Quantization;
 /// <summary>
 /// Integer inference for <see cref="QuantLinear"/>: runs a layer's call on the AdaTSQ.Kernels
 /// integer GEMMs (W8A8, W4A8, W4A4) instead of fake quantization, when the call's config and input
-/// allow it. Weights are packed once per quantized weight version and cached.
+/// allow it. Weights are packed once per quantized weight version and packing group, and cached.
 /// </summary>
 /// <remarks>
 /// <para>Supported: float32 CPU inputs without autograd; symmetric weights of 2–8 bits (2–4 bits
 /// run on the 4-bit kernel, 5–8 on the 8-bit one), per channel, per tensor or per group (groups a
-/// multiple of 4, of 8 for ≤ 4 bits); dynamic per-token symmetric activations of 2–8 bits.
+/// multiple of 4, of 8 for ≤ 4 bits); dynamic symmetric activations of 2–8 bits, per token or per token ×
+/// per group along K (<see cref="QuantSpec.Activation(int, int, bool, double)"/>; the group must divide K and
+/// fit the weight grouping, see <see cref="ActivationGrouping"/>: per-channel weights and weights whose group is a
+/// multiple of it are packed at the activation group, a smaller weight group must divide it).
 /// Everything else (asymmetric grids, static activation ranges, weight-only configs, other
 /// devices or dtypes) falls back to the fake-quantized path, or throws
 /// <see cref="NotSupportedException"/> when <see cref="Strict"/> is set.</para>
@@ -23,7 +26,8 @@ namespace AdaTSQ.Quantization;
 /// </remarks>
 public sealed class IntegerLinearKernel : IDisposable
 {
-    private readonly ConditionalWeakTable<QuantizedTensor, PackedWeights> _packed = new();
+    // Per weight version, the packed weights per packing group (the weights' own group, or the activation group).
+    private readonly ConditionalWeakTable<QuantizedTensor, Dictionary<int, PackedWeights>> _packed = new();
     private readonly object _gate = new();
 
     /// <summary>Creates the kernel with <paramref name="options"/> (null: <see cref="KernelOptions.Default"/> with torch's thread count).</summary>
@@ -43,7 +47,8 @@ public sealed class IntegerLinearKernel : IDisposable
             lock (_gate)
             {
                 long bytes = 0;
-                foreach (var (_, packed) in _packed) bytes += packed.StorageBytes;
+                foreach (var (_, byGroup) in _packed)
+                    foreach (var packed in byGroup.Values) bytes += packed.StorageBytes;
                 return bytes;
             }
         }
@@ -84,18 +89,41 @@ public sealed class IntegerLinearKernel : IDisposable
     }
 
     /// <summary>Why <paramref name="config"/> cannot run on the integer kernels; null when it can.</summary>
-    public static string? WhyNotSupported(LayerQuantConfig config)
+    public static string? WhyNotSupported(LayerQuantConfig config) => WhyNotSupported(config, null);
+
+    /// <summary>
+    /// Why <paramref name="config"/> cannot run on the integer kernels for a layer with <paramref name="inFeatures"/>
+    /// inputs (null: not known, only what does not depend on it is checked); null when it can.
+    /// </summary>
+    public static string? WhyNotSupported(LayerQuantConfig config, long? inFeatures)
     {
+        ArgumentNullException.ThrowIfNull(config);
         var w = config.Weight;
         var a = config.Activation;
         if (!w.IsEnabled || !a.IsEnabled) return $"{config}: the integer kernels need both weights and activations quantized.";
         if (!w.Symmetric) return $"{config}: asymmetric (zero-point) weights are not supported by the integer kernels.";
         if (w.Granularity == QuantGranularity.PerGroup && w.GroupSize % (w.Bits <= 4 ? 8 : 4) != 0)
             return $"{config}: weight group size {w.GroupSize} is not a multiple of {(w.Bits <= 4 ? 8 : 4)}.";
-        if (!a.Dynamic || a.Granularity != QuantGranularity.PerToken || !a.Symmetric)
-            return $"{config}: activations must be dynamic, per-token and symmetric (got {a}).";
+        if (!a.Dynamic || a.Granularity is not (QuantGranularity.PerToken or QuantGranularity.PerGroup) || !a.Symmetric)
+            return $"{config}: activations must be dynamic, symmetric and per token (or per token × group) (got {a}).";
+        if (a.Granularity == QuantGranularity.PerGroup)
+        {
+            if (a.GroupSize <= 0) return $"{config}: per-group activations need a positive group size (got {a.GroupSize}).";
+            int wGroup = WeightGroupSize(w);
+            // K unknown: any K both groups divide (only the groups' relation is checked).
+            long k = inFeatures ?? (long)a.GroupSize * Math.Max(1, wGroup);
+            if (k > int.MaxValue) return $"{config}: K = {k} is too large for the integer kernels.";
+            if (!ActivationGrouping.TryPackingGroup(wGroup, a.GroupSize, (int)k, w.Bits, out _, out string? why))
+                return $"{config} (weight {w}, activation {a}): {why}";
+        }
         return null;
     }
+
+    // The weights' own group size for the kernels: 0 for per-channel and per-tensor scales.
+    private static int WeightGroupSize(QuantSpec weight) => weight.Granularity == QuantGranularity.PerGroup ? weight.GroupSize : 0;
+
+    // Columns per activation scale of a supported config: 0 for per-token.
+    private static int ActivationGroupSize(QuantSpec activation) => activation.Granularity == QuantGranularity.PerGroup ? activation.GroupSize : 0;
 
     /// <summary>
     /// The layer's output computed on the integer kernels, or null when this call cannot run on them
@@ -109,7 +137,7 @@ public sealed class IntegerLinearKernel : IDisposable
     /// residual epilogue), or null; its tensors are made contiguous here when they are not.</param>
     public Tensor? TryForward(QuantLinear layer, Tensor input, LayerQuantConfig config, FusedLinearOps? ops = null)
     {
-        string? why = WhyNotSupported(config);
+        string? why = WhyNotSupported(config, layer.InFeatures);
         if (why is null && (input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32))
             why = $"input on {input.device} as {input.dtype}: the integer kernels take float32 CPU tensors.";
         if (why is null && input.requires_grad && torch.is_grad_enabled())
@@ -122,7 +150,8 @@ public sealed class IntegerLinearKernel : IDisposable
             return null;
         }
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        var packed = Packed(layer, config.Weight);
+        int activationGroup = ActivationGroupSize(config.Activation);
+        var packed = Packed(layer, config.Weight, activationGroup);
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
         var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
@@ -131,27 +160,40 @@ public sealed class IntegerLinearKernel : IDisposable
             LayerNorm = ops.LayerNorm, LayerNormEpsilon = ops.LayerNormEpsilon, Activation = ops.Activation,
             Shift = ops.Shift?.contiguous(), Scale = ops.Scale?.contiguous(), Residual = ops.Residual?.contiguous(), Gate = ops.Gate?.contiguous(),
         };
-        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused);
+        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused, activationGroup);
         var result = y.MoveToOuterDisposeScope();
         Interlocked.Increment(ref _integerCalls);
         Interlocked.Add(ref _kernelTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);
         return result;
     }
 
-    private PackedWeights Packed(QuantLinear layer, QuantSpec spec)
+    // The packed weights of the layer's weight version for the packing group the activation group needs:
+    // keyed on the version (collected with it) and on the packing group.
+    private PackedWeights Packed(QuantLinear layer, QuantSpec spec, int activationGroupSize)
     {
         var q = layer.GetWeightVersion(spec);
+        int group = ActivationGrouping.PackingGroup(WeightGroupSize(spec), activationGroupSize, checked((int)q.Shape[^1]), spec.Bits);
         lock (_gate)
         {
-            if (_packed.TryGetValue(q, out var cached)) return cached;
-            var packed = Pack(q);
-            _packed.Add(q, packed);
+            var byGroup = _packed.GetValue(q, _ => new Dictionary<int, PackedWeights>());
+            if (byGroup.TryGetValue(group, out var cached)) return cached;
+            var packed = Pack(q, activationGroupSize);
+            byGroup.Add(group, packed);
             return packed;
         }
     }
 
-    /// <summary>Packs a symmetric quantized weight <c>[N, K]</c> into the kernels' layout.</summary>
-    public static PackedWeights Pack(QuantizedTensor weight)
+    /// <summary>Packs a symmetric quantized weight <c>[N, K]</c> into the kernels' layout, at its own group (per-token activations).</summary>
+    public static PackedWeights Pack(QuantizedTensor weight) => Pack(weight, 0);
+
+    /// <summary>
+    /// Packs a symmetric quantized weight <c>[N, K]</c> for activations quantized per token × per group of
+    /// <paramref name="activationGroupSize"/> inputs (0: per token): at the packing group
+    /// <see cref="ActivationGrouping.PackingGroup"/> plans, with the weight scales replicated over the groups
+    /// they cover when that group is finer than the weights' own (per channel, or a multiple of the activation group).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The weight and activation groups do not fit (see <see cref="ActivationGrouping"/>).</exception>
+    public static PackedWeights Pack(QuantizedTensor weight, int activationGroupSize)
     {
         ArgumentNullException.ThrowIfNull(weight);
         var spec = weight.Spec;
@@ -161,9 +203,17 @@ public sealed class IntegerLinearKernel : IDisposable
         long n = weight.Shape[0], k = weight.Shape[1];
         var codes = weight.Codes.cpu().contiguous();
         var scales = weight.Parameters.Scale.cpu().to(ScalarType.Float32);
-        int groupSize = spec.Granularity == QuantGranularity.PerGroup ? spec.GroupSize : 0;
+        int groupSize = WeightGroupSize(spec);
         if (spec.Granularity == QuantGranularity.PerTensor) scales = scales.reshape(1, 1).expand(n, 1);
         scales = scales.reshape(n, -1).contiguous();
+        int packingGroup = ActivationGrouping.PackingGroup(groupSize, activationGroupSize, checked((int)k), spec.Bits);
+        if (packingGroup != groupSize)
+        {
+            // per channel → one scale per packing group; weight group a multiple of it → each scale repeated
+            long repeat = (groupSize > 0 ? groupSize : k) / packingGroup;
+            scales = scales.repeat_interleave(repeat, dim: 1).contiguous();
+            groupSize = packingGroup;
+        }
         if (spec.Bits <= 4 != weight.IsPacked)
             throw new NotSupportedException($"weight spec {spec}: codes are {(weight.IsPacked ? "" : "not ")}packed two per byte, which the kernels do not expect.");
         return TorchIntegerGemm.PackWeights(codes, scales, checked((int)k), spec.Bits <= 4 ? 4 : 8, groupSize);
@@ -174,7 +224,8 @@ public sealed class IntegerLinearKernel : IDisposable
     {
         lock (_gate)
         {
-            foreach (var (_, packed) in _packed) packed.Dispose();
+            foreach (var (_, byGroup) in _packed)
+                foreach (var packed in byGroup.Values) packed.Dispose();
             _packed.Clear();
         }
     }

@@ -71,6 +71,13 @@ public sealed partial class QuantLinear
     public Tensor QuantizeInput(Tensor input, QuantSpec spec)
     {
         if (!spec.IsEnabled) return input.alias();
+        if (spec.Granularity == QuantGranularity.PerGroup)
+        {
+            // Per-token × per-group ranges exist only at run time; say which layer a group does not fit.
+            if (!spec.Dynamic)
+                throw new LayerQuantizationException(LayerName, $"activation spec {spec} is static: calibrated ranges are per tensor; per-group activation scales must be dynamic.");
+            spec.Validate(QuantTarget.Activation, InFeatures, $"layer '{LayerName}'");
+        }
         if (spec.Dynamic) return FakeQuantizer.QuantizeDequantize(input, spec);
         if (TimestepContext.Current is { } step && _stepRanges.TryGetValue(spec, out var groups))
             foreach (var g in groups)

@@ -81,6 +81,30 @@ public sealed record QuantSpec
         };
 
     /// <summary>
+    /// A dynamic per-token × per-group activation spec: each token (row) gets one scale per group of
+    /// <paramref name="groupSize"/> consecutive input features, computed at run time
+    /// (<c>scale[m, g] = clip·max_{k∈g}|x[m, k]| / qmax</c>), as SVDQuant / nunchaku quantize INT4
+    /// activations in groups of 64. <paramref name="groupSize"/> 0 gives the per-token spec of
+    /// <see cref="Activation(int, bool, bool, double)"/>; the group must divide the layer's input
+    /// dimension (checked by <see cref="FindProblems"/> where the layer is known).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="groupSize"/> is negative.</exception>
+    public static QuantSpec Activation(int bits, int groupSize, bool symmetric = true, double clipRatio = 1.0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(groupSize);
+        if (groupSize == 0 || bits == FullPrecisionBits) return Activation(bits, dynamic: true, symmetric, clipRatio);
+        return new()
+        {
+            Bits = bits,
+            Symmetric = symmetric,
+            Granularity = QuantGranularity.PerGroup,
+            GroupSize = groupSize,
+            Dynamic = true,
+            ClipRatio = clipRatio,
+        };
+    }
+
+    /// <summary>
     /// Every reason this spec cannot quantize a <paramref name="target"/> whose reduction (input)
     /// dimension is <paramref name="inputFeatures"/> (null when not known yet); empty when valid.
     /// With a null <paramref name="target"/> only the arithmetic is checked, not the role.
@@ -124,7 +148,11 @@ public sealed record QuantSpec
         throw new QuantSpecException(context is null ? problems : problems.Select(p => $"{context}: {p}").ToList());
     }
 
-    /// <summary>A short label, e.g. <c>int4 g64 sym</c>, <c>int8 per-token dyn</c>, <c>fp16</c>.</summary>
+    /// <summary>
+    /// A short label, e.g. <c>int4 g64 sym</c>, <c>int8 per-token sym</c>, <c>fp16</c>. A per-group spec prints
+    /// the same for weights and activations (per output channel × group, per token × group): the role is the
+    /// context's (<c>weight …, activation …</c> in policy tables).
+    /// </summary>
     public override string ToString()
     {
         if (!IsEnabled) return "fp16";

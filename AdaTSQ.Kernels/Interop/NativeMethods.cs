@@ -33,6 +33,10 @@ internal unsafe struct GemmArgs
     public int OutInt32;
     public int Threads;
     public int Isa;
+    /// <summary>ABI 4: 0 = one activation scale per row; else columns of K per activation scale (<c>a_group</c>).</summary>
+    public long ActivationGroup;
+    /// <summary>ABI 4: row stride of the <c>[M, K / a_group]</c> activation scales (<c>ldsa</c>).</summary>
+    public long LdActivationScale;
 }
 
 /// <summary>Mirror of <c>adatsq_linear_ops</c>: the prologue / epilogue fused around a linear call; blittable.</summary>
@@ -56,7 +60,7 @@ internal unsafe struct LinearOps
 internal static unsafe partial class NativeMethods
 {
     public const string Library = "adatsq_kernels";
-    public const int AbiVersion = 3;
+    public const int AbiVersion = 4;
 
     [LibraryImport(Library, EntryPoint = "adatsq_abi_version")]
     public static partial int AbiVersionOf();
@@ -69,6 +73,9 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "adatsq_quantize_rows")]
     public static partial NativeStatus QuantizeRows(int isa, float* x, long m, long k, long ldx, int bits, float clip, sbyte* q, long ldq, float* scale, int threads);
+
+    [LibraryImport(Library, EntryPoint = "adatsq_quantize_groups")]
+    public static partial NativeStatus QuantizeGroups(int isa, float* x, long m, long k, long ldx, int bits, float clip, long group, sbyte* q, long ldq, float* scale, long ldScale, int threads);
 
     [LibraryImport(Library, EntryPoint = "adatsq_gemm")]
     public static partial NativeStatus Gemm(GemmArgs* args);
@@ -101,7 +108,7 @@ internal static unsafe partial class NativeMethods
     public static string LastError()
     {
         try { return Marshal.PtrToStringUTF8((nint)LastErrorPointer()) ?? ""; }
-        catch (EntryPointNotFoundException) { return ""; }   // an older ABI-3 library without the export
+        catch (EntryPointNotFoundException) { return ""; }   // an older library without the export
     }
 
     /// <summary>Turns a failed status into an exception, right after the call (on the calling thread, so the native message is this call's).</summary>

@@ -28,29 +28,37 @@ internal static unsafe class ManagedGemm
     /// <summary>When false the AVX2 loops run even on an AVX-VNNI CPU; needs <see cref="UseAvx2"/>.</summary>
     internal static bool UseAvxVnni { get; set; } = AvxVnni.IsSupported;
 
-    public static void QuantizeRows(ReadOnlySpan<float> x, int m, int k, int bits, float clip, Span<sbyte> codes, Span<float> scales, int threads)
+    /// <summary>Per-row quantization, or per row and per group of <paramref name="group"/> columns (scales <c>[m, k / group]</c>); group = k: per row.</summary>
+    public static void QuantizeRows(ReadOnlySpan<float> x, int m, int k, int group, int bits, float clip, Span<sbyte> codes, Span<float> scales, int threads)
     {
         fixed (float* px = x)
         fixed (sbyte* pq = codes)
         fixed (float* ps = scales)
         {
-            var job = new QuantJob((nint)px, (nint)pq, (nint)ps, k, (1 << (bits - 1)) - 1, clip);
+            var job = new QuantJob((nint)px, (nint)pq, (nint)ps, k, group, (1 << (bits - 1)) - 1, clip);
             Parallel.For(0, m, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Row);
         }
     }
 
-    private sealed class QuantJob(nint x, nint q, nint s, int k, int qmax, float clip)
+    // Each group of a row is quantized as a row of its own (the native quant_row on a segment).
+    private sealed class QuantJob(nint x, nint q, nint s, int k, int group, int qmax, float clip)
     {
         public void Row(int r)
         {
-            float* row = (float*)x + (long)r * k;
-            sbyte* dst = (sbyte*)q + (long)r * k;
-            if (UseAvx2 && Avx2.IsSupported && RowAvx2(row, dst, r)) return;
+            int groups = k / group;
+            for (int g = 0; g < groups; g++)
+                Segment((float*)x + (long)r * k + (long)g * group, (sbyte*)q + (long)r * k + (long)g * group, (float*)s + (long)r * groups + g);
+        }
+
+        private void Segment(float* row, sbyte* dst, float* scaleOut)
+        {
+            int k = group;
+            if (UseAvx2 && Avx2.IsSupported && RowAvx2(row, dst, scaleOut)) return;
             float amax = 0;
             for (int i = 0; i < k; i++) amax = MathF.Max(amax, MathF.Abs(row[i]));
             float scale = amax * clip / qmax;
             if (!(scale >= 1e-12f)) scale = 1e-12f;
-            ((float*)s)[r] = scale;
+            *scaleOut = scale;
             for (int i = 0; i < k; i++)
             {
                 float v = MathF.Round(row[i] / scale, MidpointRounding.ToEven);
@@ -61,8 +69,9 @@ internal static unsafe class ManagedGemm
         // The same row 8 lanes at a time: the same IEEE division and round-half-to-even, so the same
         // codes. A row with a NaN or an infinity returns false and takes the scalar loop (whose NaN
         // rules differ from vmaxps').
-        private bool RowAvx2(float* row, sbyte* dst, int r)
+        private bool RowAvx2(float* row, sbyte* dst, float* scaleOut)
         {
+            int k = group;
             var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
             var vmax = Vector256<float>.Zero;
             var nan = Vector256<float>.Zero;
@@ -84,7 +93,7 @@ internal static unsafe class ManagedGemm
             if (!float.IsFinite(amax)) return false;  // ±∞: x / ∞ rounds to NaN codes, the scalar loop's rules
             float scale = amax * clip / qmax;
             if (!(scale >= 1e-12f)) scale = 1e-12f;
-            ((float*)s)[r] = scale;
+            *scaleOut = scale;
             var vs = Vector256.Create(scale);
             var lo = Vector256.Create((float)-qmax);
             var hi = Vector256.Create((float)qmax);
@@ -100,7 +109,11 @@ internal static unsafe class ManagedGemm
         }
     }
 
-    public static void Gemm(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, int threads)
+    /// <summary>
+    /// The dequantizing GEMM (or the int32 product); <paramref name="aGroup"/> 0: sa is <c>[m]</c>; else sa is
+    /// <c>[m, K / aGroup]</c> and is folded per kernel group with sb (aGroup a multiple of the packed group, checked by the caller).
+    /// </summary>
+    public static void Gemm(sbyte* a, int m, PackedWeights w, float* sa, float* bias, void* c, bool outInt32, int threads, int aGroup = 0)
     {
         int panels = (int)(w.PaddedN / NR);
         int mblocks = (m + MC - 1) / MC;
@@ -109,12 +122,14 @@ internal static unsafe class ManagedGemm
             ncPanels = Math.Max(1, (panels + (4 * threads + mblocks - 1) / mblocks - 1) / ((4 * threads + mblocks - 1) / mblocks));
         int nblocks = (panels + ncPanels - 1) / ncPanels;
         bool vnni = UseAvx2 && UseAvxVnni && AvxVnni.IsSupported;  // one choice per call: the a + 128 copy and the correction must agree
-        var job = new GemmJob((nint)a, m, w, (nint)sa, (nint)bias, (nint)c, outInt32, ncPanels, nblocks, panels, vnni);
+        var job = new GemmJob((nint)a, m, w, (nint)sa, (nint)bias, (nint)c, outInt32, ncPanels, nblocks, panels, vnni, aGroup);
         Parallel.For(0, mblocks * nblocks, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Task);
     }
 
-    private sealed class GemmJob(nint a, int m, PackedWeights w, nint sa, nint bias, nint c, bool outInt32, int ncPanels, int nblocks, int panels, bool vnni)
+    private sealed class GemmJob(nint a, int m, PackedWeights w, nint sa, nint bias, nint c, bool outInt32, int ncPanels, int nblocks, int panels, bool vnni, int aGroup)
     {
+        private readonly int _ldsa = aGroup > 0 ? w.K / aGroup : 1;
+
         public void Task(int task)
         {
             int ib = task / nblocks, jb = task % nblocks;
@@ -178,12 +193,26 @@ internal static unsafe class ManagedGemm
                     for (int i = 0; i < n; i++)
                         for (int j = 0; j < NR; j += 8)
                             (Vector256.Load(acc + i * NR + j) - (Vector256.Load(colSum + j) << 7)).Store(acc + i * NR + j);
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < NR; j += 8)
+                if (aGroup > 0)  // per-group activation scales: f += float(acc) · sb · sa[row, g]
+                {
+                    long saCol = (long)g * w.Group / aGroup;
+                    for (int i = 0; i < n; i++)
                     {
-                        var v = Vector256.ConvertToSingle(Vector256.Load(acc + i * NR + j)) * Vector256.Load(scale + j);
-                        (g == 0 ? v : Vector256.Load(f + i * NR + j) + v).Store(f + i * NR + j);
+                        var s = Vector256.Create(((float*)sa)[(long)(r + i) * _ldsa + saCol]);
+                        for (int j = 0; j < NR; j += 8)
+                        {
+                            var v = Vector256.ConvertToSingle(Vector256.Load(acc + i * NR + j)) * Vector256.Load(scale + j) * s;
+                            (g == 0 ? v : Vector256.Load(f + i * NR + j) + v).Store(f + i * NR + j);
+                        }
                     }
+                }
+                else
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < NR; j += 8)
+                        {
+                            var v = Vector256.ConvertToSingle(Vector256.Load(acc + i * NR + j)) * Vector256.Load(scale + j);
+                            (g == 0 ? v : Vector256.Load(f + i * NR + j) + v).Store(f + i * NR + j);
+                        }
             }
             for (int i = 0; i < n; i++)
             {
@@ -195,6 +224,11 @@ internal static unsafe class ManagedGemm
                 else
                 {
                     float* dst = (float*)c + (long)(r + i) * w.N + col0;
+                    if (aGroup > 0)
+                    {
+                        for (int j = 0; j < cols; j++) dst[j] = f[i * NR + j] + (bias == 0 ? 0f : ((float*)bias)[col0 + j]);
+                        continue;
+                    }
                     float s = ((float*)sa)[r + i];
                     for (int j = 0; j < cols; j++) dst[j] = MathF.FusedMultiplyAdd(f[i * NR + j], s, bias == 0 ? 0f : ((float*)bias)[col0 + j]);
                 }

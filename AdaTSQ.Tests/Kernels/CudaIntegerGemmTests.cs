@@ -58,6 +58,19 @@ public class CudaIntegerGemmTests
         Assert.Throws<ArgumentNullException>(() => CudaIntegerGemm.Gemm(null!, x, w, sw, 8));
     }
 
+    /// <summary>Per-token × per-group activation scales are not implemented on CUDA: refused, by name, before anything else.</summary>
+    [Test]
+    public void PerGroupActivationsAreRefusedAsNotImplemented()
+    {
+        using var x = torch.zeros(2, 64);
+        using var w = torch.zeros(new long[] { 4, 64 }, ScalarType.Int8);
+        using var sw = torch.ones(4);
+        var e = Assert.Throws<NotSupportedException>(() => CudaIntegerGemm.QuantizeActivations(x, 4, groupSize: 32))!;
+        Assert.That(e.Message, Does.Contain("per-group activation scales (group size 32) are not implemented on CUDA"));
+        e = Assert.Throws<NotSupportedException>(() => CudaIntegerGemm.Linear(x, w, sw, 8, activationGroupSize: 64))!;
+        Assert.That(e.Message, Does.Contain("not implemented on CUDA").And.Contain("TorchIntegerGemm"));
+    }
+
     [Test]
     public void TensorDataPointerMatchesTorchSharp()
     {

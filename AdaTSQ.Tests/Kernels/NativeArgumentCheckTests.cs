@@ -39,6 +39,8 @@ public class NativeArgumentCheckTests
         public int OutInt32;
         public int Threads;
         public int Isa;
+        public long ActivationGroup;
+        public long LdActivationScale;
     }
 
     /// <summary>adatsq_linear_ops with IntPtr fields (layout checked against <see cref="LinearOps"/>).</summary>
@@ -360,5 +362,74 @@ public class NativeArgumentCheckTests
         AssertRefused(VnniPeak((int)isa, -5, 1, out _, out _), "iterations = -5");
         AssertRefused(VnniPeak((int)isa, 10, 0, out _, out _), "threads = 0");
         AssertRefused(VnniPeak((int)KernelIsa.Avx2, 10, 1, out _, out _), "the peak loop exists for the VNNI paths only", NativeStatus.IsaUnavailable);
+    }
+
+    [DllImport(Lib, EntryPoint = "adatsq_quantize_groups")]
+    private static extern NativeStatus QuantizeGroups(int isa, IntPtr x, long m, long k, long ldx, int bits, float clip, long group, IntPtr q, long ldq,
+        IntPtr scale, long ldScale, int threads);
+
+    /// <summary>
+    /// Per-group activation scales (ABI 4, <c>a_group</c> / <c>ldsa</c>): valid groups run (zero weights: C = bias), and
+    /// every bad group is refused by the native check with a message, on every native path: a negative group, one that
+    /// does not divide K, one that is not a multiple of the weights' kernel group, a too-small <c>ldsa</c>, and
+    /// activation scales on the exact int32 product.
+    /// </summary>
+    [Test]
+    public void ActivationGroupsAreCheckedOnEveryPath([ValueSource(nameof(NativePaths))] string path, [Values(8, 4)] int bits)
+    {
+        var isa = NativeKernels.ParseIsa(path);
+        NativeTestSupport.RequireIsa(isa);
+        using var buf = new Buffers();
+        var valid = buf.Gemm(isa, bits, 8);
+        valid.K = valid.Lda = 32;
+        valid.Groups = 4;
+        valid.ActivationGroup = 16;
+        valid.LdActivationScale = 2;
+        var expected = Enumerable.Range(0, M * N).Select(i => buf.Bias[i % N]).ToArray();
+        foreach (var (aGroup, ld) in new[] { (8L, 4L), (16L, 2L), (32L, 1L), (16L, 7L) })
+        {
+            var args = valid;
+            args.ActivationGroup = aGroup;
+            args.LdActivationScale = ld;
+            Array.Fill(buf.COut, float.NaN);
+            Assert.That(Gemm(ref args), Is.EqualTo(NativeStatus.Ok), LastError);
+            Assert.That(buf.COut.Take(M * N), Is.EqualTo(expected), $"a_group {aGroup}: zero weights, C = bias");
+            Array.Fill(buf.COut, float.NaN);
+            Assert.That(Linear(ref args, buf.X, 32, 4, 1f), Is.EqualTo(NativeStatus.Ok), LastError);
+            Assert.That(buf.COut.Take(M * N), Is.EqualTo(expected), $"a_group {aGroup}, fused: C = bias");
+            var ops = buf.FusedOps();
+            ops.LdMod = 32;
+            Assert.That(LinearEx(ref args, buf.X, 32, 4, 1f, ref ops), Is.EqualTo(NativeStatus.Ok), LastError);
+        }
+        var bad = valid;
+        bad.ActivationGroup = -8;
+        AssertRefused(Gemm(ref bad), "a_group = -8");
+        bad.ActivationGroup = 12;
+        AssertRefused(Gemm(ref bad), "a_group = 12 does not divide k = 32");
+        AssertRefused(Linear(ref bad, buf.X, 32, 4, 1f), "a_group = 12 does not divide k = 32");
+        bad.ActivationGroup = 4;
+        AssertRefused(Gemm(ref bad), "is not a multiple of the weights' kernel group 8");
+        AssertRefused(Linear(ref bad, buf.X, 32, 4, 1f), "is not a multiple of the weights' kernel group 8");
+        bad.ActivationGroup = 16;
+        bad.LdActivationScale = 1;
+        AssertRefused(Gemm(ref bad), "ldsa = 1 is less than k / a_group = 2");
+        var int32 = valid;
+        int32.Group = 32;
+        int32.Groups = 1;
+        int32.OutInt32 = 1;
+        int32.ActivationGroup = 32;
+        AssertRefused(Gemm(ref int32), "out_int32 takes no activation scales");
+    }
+
+    [Test]
+    public void GroupedQuantizationChecksItsGroup([ValueSource(nameof(NativePaths))] string path)
+    {
+        var isa = NativeKernels.ParseIsa(path);
+        NativeTestSupport.RequireIsa(isa);
+        using var buf = new Buffers();
+        Assert.That(QuantizeGroups((int)isa, buf.X, M, K, K, 4, 1f, 5, buf.Q, K, buf.QScale, 2, 2), Is.EqualTo(NativeStatus.Ok), LastError);
+        AssertRefused(QuantizeGroups((int)isa, buf.X, M, K, K, 4, 1f, 3, buf.Q, K, buf.QScale, 4, 2), "group = 3: must be positive and divide k = 10");
+        AssertRefused(QuantizeGroups((int)isa, buf.X, M, K, K, 4, 1f, 0, buf.Q, K, buf.QScale, 4, 2), "group = 0");
+        AssertRefused(QuantizeGroups((int)isa, buf.X, M, K, K, 4, 1f, 5, buf.Q, K, buf.QScale, 1, 2), "ld_scale = 1 is less than k / group = 2");
     }
 }

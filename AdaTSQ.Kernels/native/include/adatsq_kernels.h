@@ -1,7 +1,10 @@
 /*
  * AdaTSQ.NET integer GEMM kernels: C ABI called by P/Invoke from AdaTSQ.Kernels.
  *
- * Convention (a linear layer): C[m, n] = sa[m] * sum_g sb[g, n] * sum_{k in g} A[m, k] * B[n, k] + bias[n].
+ * Convention (a linear layer): C[m, n] = sa[m] * sum_g sb[g, n] * sum_{k in g} A[m, k] * B[n, k] + bias[n]
+ * with per-row activation scales (a_group = 0), or, with per-row x per-group activation scales
+ * (a_group > 0, ABI version 4): C[m, n] = sum_g sa[m, g * group / a_group] * sb[g, n] * acc_g[m, n] + bias[n],
+ * acc_g = sum_{k in g} A[m, k] * B[n, k] (g runs over the kernel groups of `group` columns of K).
  * A = int8 activation codes [M, K] row-major (lda >= K); B = weight codes packed once by the managed
  * side into the layout described in docs/kernels.md (panels of ADATSQ_NR columns, K in steps of 4).
  *
@@ -19,7 +22,7 @@
 extern "C" {
 #endif
 
-#define ADATSQ_ABI_VERSION 3
+#define ADATSQ_ABI_VERSION 4
 #define ADATSQ_NR 48 /* columns per packed weight panel */
 
 #if defined(_WIN32)
@@ -50,7 +53,7 @@ typedef struct adatsq_gemm_args {
   const uint8_t* b;       /* packed weights: int8 (wbits 8) or two 4-bit codes per byte (wbits 4) */
   const int32_t* colsum;  /* [groups, np]: sum over each group of the packed (kernel-unit) codes */
   const float* sb;        /* [groups, np]: weight scale per group and column (already / 16 for wbits 4) */
-  const float* sa;        /* [M] activation scales; ignored when out_int32 */
+  const float* sa;        /* [M] activation scales (a_group 0), or [M, ldsa] (a_group > 0); ignored when out_int32 */
   const float* bias;      /* [N] or NULL */
   void* c;                /* [M, ldc] float32, or int32 when out_int32 */
   int64_t ldc;
@@ -62,6 +65,12 @@ typedef struct adatsq_gemm_args {
   int32_t out_int32;      /* 1: C = exact int32 A*B^T (groups must be 1), no scales, no bias */
   int32_t threads;        /* >= 1 */
   int32_t isa;            /* adatsq_isa */
+  /* ABI version 4: per-row x per-group activation scales. 0: one scale per row (sa [M]). > 0: one scale
+   * per row and per a_group consecutive columns of K (sa [M, ldsa], K / a_group of them per row); a_group
+   * must divide k, be a multiple of group (the kernel group the weights were packed with: pack the
+   * weights at a_group, or at a smaller group dividing it) and out_int32 must be 0. */
+  int64_t a_group;
+  int64_t ldsa;           /* row stride of sa when a_group > 0 (>= k / a_group); ignored by adatsq_linear(_ex) */
 } adatsq_gemm_args;
 
 ADATSQ_API int32_t adatsq_abi_version(void);
@@ -84,10 +93,19 @@ ADATSQ_API int32_t adatsq_quantize_rows(int32_t isa, const float* x, int64_t m, 
                                         int32_t bits, float clip, int8_t* q, int64_t ldq, float* scale,
                                         int32_t threads);
 
+/* Dynamic per-row x per-group symmetric quantization (ABI version 4): each row of x is cut into
+ * k / group groups of `group` columns, each quantized as adatsq_quantize_rows quantizes a row:
+ * scale[m, g] (row stride ld_scale >= k / group) = max(clip * max_{k in g} |x[m,k]| / qmax, 1e-12).
+ * group must divide k; group = k gives adatsq_quantize_rows' result. */
+ADATSQ_API int32_t adatsq_quantize_groups(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx,
+                                          int32_t bits, float clip, int64_t group, int8_t* q, int64_t ldq,
+                                          float* scale, int64_t ld_scale, int32_t threads);
+
 ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
 
 /* A quantized linear layer on floats: quantizes each row of x [M, ldx] float32 per token to abits
- * (as adatsq_quantize_rows) straight into the kernel's packed A layout, then runs the dequantizing
+ * (as adatsq_quantize_rows; per row and per group of args->a_group columns when a_group > 0, as
+ * adatsq_quantize_groups) straight into the kernel's packed A layout, then runs the dequantizing
  * GEMM of args (args->a and args->sa are ignored; out_int32 must be 0). No intermediate code
  * tensor: the codes and scales live in a buffer of the calling thread that is reused across calls. */
 ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip);

@@ -99,6 +99,27 @@ int32_t check_gemm(const adatsq_gemm_args* p) {
                      p->m <= INT64_MAX - 16 && product_fits(p->m + 16, p->groups * p->group),
                  "the sizes overflow 64-bit offsets (m = %lld, n = %lld, k = %lld, lda = %lld, ldc = %lld, group = %lld)",
                  (long long)p->m, (long long)p->n, (long long)p->k, (long long)p->lda, (long long)p->ldc, (long long)p->group);
+  // Per-group activation scales (a_group > 0): whole activation groups, each a whole number of kernel
+  // groups, so that the fold of kernel group g reads the scale of activation group g * group / a_group.
+  ADATSQ_REQUIRE(p->a_group >= 0, "a_group = %lld: must be 0 (one activation scale per row) or positive", (long long)p->a_group);
+  if (p->a_group > 0) {
+    ADATSQ_REQUIRE(p->k % p->a_group == 0, "a_group = %lld does not divide k = %lld (activation groups must cover K exactly)",
+                   (long long)p->a_group, (long long)p->k);
+    ADATSQ_REQUIRE(p->a_group % p->group == 0,
+                   "a_group = %lld is not a multiple of the weights' kernel group %lld: pack the weights at group %lld "
+                   "(or at a smaller group that divides it)", (long long)p->a_group, (long long)p->group, (long long)p->a_group);
+    ADATSQ_REQUIRE(!p->out_int32, "out_int32 takes no activation scales: a_group must be 0, not %lld", (long long)p->a_group);
+  }
+  return ADATSQ_OK;
+}
+
+// sa / ldsa of adatsq_gemm with per-group activation scales (adatsq_linear computes its own).
+int32_t check_activation_scales(const adatsq_gemm_args* p) {
+  if (p->a_group <= 0 || p->out_int32) return ADATSQ_OK;
+  const int64_t groups = p->k / p->a_group;
+  ADATSQ_REQUIRE(p->ldsa >= groups, "ldsa = %lld is less than k / a_group = %lld activation groups per row", (long long)p->ldsa,
+                 (long long)groups);
+  ADATSQ_REQUIRE(product_fits(p->m, p->ldsa), "ldsa = %lld overflows 64-bit offsets", (long long)p->ldsa);
   return ADATSQ_OK;
 }
 
@@ -195,7 +216,31 @@ ADATSQ_API int32_t adatsq_quantize_rows(int32_t isa, const float* x, int64_t m, 
     if (status != ADATSQ_OK) return status;
     const IsaKernels* kern = kernels_or_fail(isa, &status);
     if (!kern) return status;
-    run_quantize_rows(kern, x, m, k, ldx, (1 << (bits - 1)) - 1, clip, q, ldq, scale, threads);
+    run_quantize_rows(kern, x, m, k, ldx, (1 << (bits - 1)) - 1, clip, k, q, ldq, scale, 1, threads);
+    return ADATSQ_OK;
+  });
+}
+
+ADATSQ_API int32_t adatsq_quantize_groups(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx, int32_t bits, float clip,
+                                          int64_t group, int8_t* q, int64_t ldq, float* scale, int64_t ld_scale, int32_t threads) {
+  return guarded([&]() -> int32_t {
+    ADATSQ_REQUIRE(x && q && scale, "x, q and scale must not be NULL");
+    ADATSQ_REQUIRE(m > 0 && k > 0, "m and k must be positive (m = %lld, k = %lld)", (long long)m, (long long)k);
+    ADATSQ_REQUIRE(ldx >= k && ldq >= k, "ldx = %lld and ldq = %lld must be at least k = %lld", (long long)ldx, (long long)ldq,
+                   (long long)k);
+    ADATSQ_REQUIRE(group >= 1 && k % group == 0, "group = %lld: must be positive and divide k = %lld", (long long)group, (long long)k);
+    ADATSQ_REQUIRE(ld_scale >= k / group, "ld_scale = %lld is less than k / group = %lld scales per row", (long long)ld_scale,
+                   (long long)(k / group));
+    ADATSQ_REQUIRE(product_fits(m, ldx) && product_fits(m, ldq) && product_fits(m, ld_scale),
+                   "the sizes overflow 64-bit offsets (m = %lld, ldx = %lld, ldq = %lld, ld_scale = %lld)", (long long)m, (long long)ldx,
+                   (long long)ldq, (long long)ld_scale);
+    ADATSQ_REQUIRE(bits >= 2 && bits <= 8, "bits = %d: must be 2 to 8", (int)bits);
+    ADATSQ_REQUIRE(clip > 0.f && clip <= 1.f, "clip = %g: must be in (0, 1]", (double)clip);
+    int32_t status = check_threads(threads);
+    if (status != ADATSQ_OK) return status;
+    const IsaKernels* kern = kernels_or_fail(isa, &status);
+    if (!kern) return status;
+    run_quantize_rows(kern, x, m, k, ldx, (1 << (bits - 1)) - 1, clip, group, q, ldq, scale, ld_scale, threads);
     return ADATSQ_OK;
   });
 }
@@ -204,6 +249,7 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* p) {
   return guarded([&]() -> int32_t {
     int32_t status = check_gemm(p);
     if (status != ADATSQ_OK) return status;
+    if ((status = check_activation_scales(p)) != ADATSQ_OK) return status;
     ADATSQ_REQUIRE(p->a, "args->a (activation codes) is NULL");
     ADATSQ_REQUIRE(p->out_int32 || p->sa, "args->sa (activation scales) is NULL");
     const IsaKernels* kern = kernels_or_fail(p->isa, &status);

@@ -23,6 +23,8 @@ struct GemmJob {
   int64_t mblocks, nblocks, nc_panels, panels;
   uint8_t* ap;          // packed A
   const float* sa;      // activation scales (p->sa, or the ones the fused quantizer wrote)
+  int64_t a_group;      // 0: per-row activation scales; else columns per activation scale group (p->a_group)
+  int64_t ldsa;         // row stride of sa when a_group > 0 (p->ldsa, or K / a_group for the fused quantizer's)
   // fused activation quantization (adatsq_linear): x [m, ldx] float32 -> codes straight into ap
   const float* x;
   int64_t ldx;
@@ -62,8 +64,14 @@ int32_t run_gemm(GemmJob& job);
 // row_jobs.cpp
 // Pack task `task` of a GEMM: rows [task * MC, +MC) of A (codes given, or quantized from x).
 void pack_rows(const GemmJob& job, int64_t task);
+// group = k: one scale per row (scale[m]); else k / group scales per row (scale[m * ld_scale + g]).
 void run_quantize_rows(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx, int32_t qmax, float clip,
-                       int8_t* q, int64_t ldq, float* scale, int32_t threads);
+                       int64_t group, int8_t* q, int64_t ldq, float* scale, int64_t ld_scale, int32_t threads);
+// One row of k floats quantized per group of `group` columns (group = k: per row), scales at scale[0 .. k / group).
+inline void quantize_row_groups(const IsaKernels* kern, const float* x, int64_t k, int32_t qmax, float clip, int64_t group,
+                                int8_t* q, float* scale) {
+  for (int64_t g = 0; g * group < k; g++) kern->quant_row(x + g * group, group, qmax, clip, q + g * group, scale + g);
+}
 void run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
                             const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads);
 void run_apply_epilogue(const IsaKernels* kern, float* c, int64_t m, int64_t n, int64_t ldc, const adatsq_linear_ops* ops,

@@ -56,6 +56,8 @@ void gemm_task(void* ctx, int64_t task) {
   t.ldc = p->ldc;
   t.wbits = p->wbits;
   t.out_int32 = p->out_int32;
+  t.sa_ld = job.a_group > 0 ? job.ldsa : 0;
+  t.sa_div = job.a_group > 0 ? job.a_group / p->group : 1;
   for (int64_t pn = p0; pn < p1; pn++) {
     const int64_t col0 = pn * NR;
     t.bp = p->b + pn * panel_bytes;
@@ -67,7 +69,7 @@ void gemm_task(void* ctx, int64_t task) {
       const int64_t row0 = i0 + b * mr;
       t.ap = ap + b * block_bytes(job);
       t.rows = (int)std::min<int64_t>(mr, p->m - row0);
-      t.sa = job.sa ? job.sa + row0 : nullptr;
+      t.sa = job.sa ? job.sa + row0 * (t.sa_ld > 0 ? t.sa_ld : 1) : nullptr;
       t.c = (char*)p->c + (row0 * p->ldc + col0) * out_size;
       job.kern->tile(&t);
       if (job.post) job.kern->post_rows((float*)t.c, p->ldc, t.rows, t.cols, row0, col0, job.ops);
@@ -104,11 +106,16 @@ int32_t run_gemm(GemmJob& job) {
   const size_t need = (size_t)(((p->m + mr - 1) / mr) * block_bytes(job));
   if (scratch.a.size() < need) scratch.a.resize(need);
   job.ap = scratch.a.data();
+  job.a_group = p->a_group;
   if (job.x) {
-    if (scratch.sa.size() < (size_t)p->m) scratch.sa.resize(p->m);
+    // The fused quantizer's scales: one per row, or k / a_group per row (row stride ldsa).
+    job.ldsa = job.a_group > 0 ? p->k / job.a_group : 1;
+    const size_t sa_need = (size_t)p->m * (size_t)job.ldsa;
+    if (scratch.sa.size() < sa_need) scratch.sa.resize(sa_need);
     job.sa_out = scratch.sa.data();
     job.sa = job.sa_out;
   } else {
+    job.ldsa = job.a_group > 0 ? p->ldsa : 1;
     job.sa = p->sa;
   }
   if (scratch.flag_count < job.mblocks) {

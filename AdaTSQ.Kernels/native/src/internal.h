@@ -19,6 +19,11 @@ struct TileArgs {
   const float* sb;         // [groups][np], at the panel's first column
   int64_t np;
   const float* sa;         // at the tile's first row
+  // Per-group activation scales: 0 = one scale per row (sa[r]); else sa is [rows][sa_ld] and the
+  // scale of row r in kernel group g is sa[r * sa_ld + g / sa_div] (sa_div = a_group / group kernel
+  // groups per activation group), folded per group with sb: f += float(acc_g) * sb[g] * sa[r, g].
+  int64_t sa_ld;
+  int64_t sa_div;
   const float* bias;       // at the panel's first column, or null
   void* c;                 // at (row0, col0)
   int64_t ldc;

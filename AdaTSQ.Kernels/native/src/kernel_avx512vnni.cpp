@@ -117,6 +117,42 @@ void dot_w4_f32(const uint8_t* a, const uint8_t* b, int64_t steps, const int32_t
       : ADATSQ_ALL_ZMM, "cc", "memory");
 }
 
+// One MR x NR tile with per-row x per-group activation scales (TileArgs::sa_ld > 0): per kernel group,
+// the assembly k loop (dot_w8 / dot_w4) stores the int32 sums, then the fold
+// p = fma(sb * float(acc - 128 * colsum), sa[r, g], p) applies both scales of the group; the epilogue adds
+// the bias only (sa is already in p). The int32 sums go through memory (1.5 KiB per group, in L1)
+// because the register-only folds (ADATSQ_FOLD_GROUP, groups_w4) share one scale vector by all rows.
+template <bool W4>
+void tile_activation_groups(const TileArgs* t) {
+  alignas(64) int32_t acc[MR][NR];
+  alignas(64) float part[MR][NR];
+  const int rows = t->rows;
+  const int64_t groups = t->groups, gs = t->group_steps, np = t->np;
+  const int64_t step_bytes_b = W4 ? NR * 2 : NR * 4;
+  for (int64_t g = 0; g < groups; g++) {
+    const uint8_t* a = t->ap + g * gs * MR * 4;
+    const uint8_t* b = t->bp + g * gs * step_bytes_b;
+    if (W4) dot_w4(a, b, gs, &acc[0][0]); else dot_w8(a, b, gs, &acc[0][0]);
+    const int64_t sa_col = g / t->sa_div;
+    for (int j = 0; j < 3; j++) {
+      const __m512i cs = _mm512_slli_epi32(_mm512_loadu_si512(t->colsum + g * np + 16 * j), 7);
+      const __m512 sc = _mm512_loadu_ps(t->sb + g * np + 16 * j);
+      for (int r = 0; r < rows; r++) {
+        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(&acc[r][16 * j]), cs)), sc);
+        const __m512 sa = _mm512_set1_ps(t->sa[r * t->sa_ld + sa_col]);
+        _mm512_store_ps(&part[r][16 * j], g == 0 ? _mm512_mul_ps(v, sa) : _mm512_fmadd_ps(v, sa, _mm512_load_ps(&part[r][16 * j])));
+      }
+    }
+  }
+  for (int j = 0; j < 3; j++) {
+    const __mmask16 m = col_mask(t->cols, j);
+    if (!m) break;
+    const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(m, t->bias + 16 * j) : _mm512_setzero_ps();
+    for (int r = 0; r < rows; r++)
+      _mm512_mask_storeu_ps((float*)t->c + r * t->ldc + 16 * j, m, _mm512_add_ps(_mm512_load_ps(&part[r][16 * j]), bias));
+  }
+}
+
 // One MR x NR tile: for each scale group, the integer dot products over its k4 steps (A packed
 // [steps][MR][4] as u8 = a + 128, B [steps][NR][4] s8, or nibbles for W4), the +128 correction
 // (minus 128 * the group's column sums) and, with several groups, a running fp32 sum; then the
@@ -128,6 +164,10 @@ void tile(const TileArgs* t) {
   const int rows = t->rows;
   const int64_t groups = t->groups, gs = t->group_steps, np = t->np;
   const int64_t step_bytes_b = W4 ? NR * 2 : NR * 4;  // bytes of packed B per k4 step
+  if (t->sa_ld > 0) {  // per-group activation scales
+    tile_activation_groups<W4>(t);
+    return;
+  }
   if (groups == 1 && !t->out_int32 && rows == MR && t->cols == NR) {  // a full tile: epilogue in registers
     const float* bias = t->bias ? t->bias : kZeroBias;
     const int64_t ldcb = t->ldc * (int64_t)sizeof(float);

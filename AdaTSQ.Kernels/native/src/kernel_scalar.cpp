@@ -30,7 +30,12 @@ void tile_scalar(const TileArgs* t) {
             acc += (int32_t)(int8_t)t->ap[(s * MR + r) * 4 + kk] * b_code(t->bp, t->wbits, s, c, kk);
         last[r][c] = acc;
         float v = (float)acc * t->sb[g * t->np + c];
-        f[r][c] = g == 0 ? v : f[r][c] + v;
+        if (t->sa_ld > 0) {  // per-group activation scales: fold sa[r, g] with the group
+          const float sa = t->sa[r * t->sa_ld + g / t->sa_div];
+          f[r][c] = g == 0 ? v * sa : f[r][c] + v * sa;
+        } else {
+          f[r][c] = g == 0 ? v : f[r][c] + v;
+        }
       }
   }
   for (int r = 0; r < t->rows; r++) {
@@ -39,7 +44,10 @@ void tile_scalar(const TileArgs* t) {
       for (int c = 0; c < t->cols; c++) out[c] = t->wbits == 4 ? (last[r][c] >> 4) : last[r][c];
     } else {
       float* out = (float*)t->c + r * t->ldc;
-      for (int c = 0; c < t->cols; c++) out[c] = f[r][c] * t->sa[r] + (t->bias ? t->bias[c] : 0.f);
+      if (t->sa_ld > 0)
+        for (int c = 0; c < t->cols; c++) out[c] = f[r][c] + (t->bias ? t->bias[c] : 0.f);
+      else
+        for (int c = 0; c < t->cols; c++) out[c] = f[r][c] * t->sa[r] + (t->bias ? t->bias[c] : 0.f);
     }
   }
 }

@@ -79,13 +79,19 @@ struct QuantJob {
   float clip;
   int8_t* q;
   float* scale;
-  QuantRowsFn fn;
+  const IsaKernels* kern;
+  int64_t group, ld_scale;  // group = k: one scale per row (scale + r)
 };
 
 void quant_task(void* ctx, int64_t task) {
   const QuantJob& j = *(const QuantJob*)ctx;
   const int64_t r0 = task * j.rows_per_task, r1 = std::min(j.m, r0 + j.rows_per_task);
-  for (int64_t r = r0; r < r1; r++) j.fn(j.x + r * j.ldx, j.k, j.qmax, j.clip, j.q + r * j.ldq, j.scale + r);
+  if (j.group == j.k) {
+    for (int64_t r = r0; r < r1; r++) j.kern->quant_row(j.x + r * j.ldx, j.k, j.qmax, j.clip, j.q + r * j.ldq, j.scale + r);
+    return;
+  }
+  for (int64_t r = r0; r < r1; r++)
+    quantize_row_groups(j.kern, j.x + r * j.ldx, j.k, j.qmax, j.clip, j.group, j.q + r * j.ldq, j.scale + r * j.ld_scale);
 }
 
 struct PeakJob {
@@ -148,7 +154,8 @@ void pack_rows(const GemmJob& job, int64_t task) {
       prologue_row(job.kern, job.ops, src, i, p->k, normed);
       src = normed;
     }
-    job.kern->quant_row(src, p->k, job.qmax, job.clip, dst, job.sa_out + i);
+    if (job.a_group > 0) quantize_row_groups(job.kern, src, p->k, job.qmax, job.clip, job.a_group, dst, job.sa_out + i * job.ldsa);
+    else job.kern->quant_row(src, p->k, job.qmax, job.clip, dst, job.sa_out + i);
     return dst;
   };
   const uint8_t flip = job.kern->offset_a ? 0x80 : 0x00;
@@ -172,8 +179,8 @@ void pack_rows(const GemmJob& job, int64_t task) {
 }
 
 void run_quantize_rows(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx, int32_t qmax, float clip,
-                       int8_t* q, int64_t ldq, float* scale, int32_t threads) {
-  QuantJob job{x, m, k, ldx, ldq, rows_per_task(m, threads), qmax, clip, q, scale, kern->quant_row};
+                       int64_t group, int8_t* q, int64_t ldq, float* scale, int64_t ld_scale, int32_t threads) {
+  QuantJob job{x, m, k, ldx, ldq, rows_per_task(m, threads), qmax, clip, q, scale, kern, group, ld_scale};
   const int64_t tasks = (m + job.rows_per_task - 1) / job.rows_per_task;
   ThreadPool::instance().run(threads, tasks, quant_task, &job);
 }
