@@ -13,7 +13,8 @@ if (args.Contains("--help") || args.Contains("-h"))
                             results.md/.json, samples.png and (with gptqf) fisher.json + fisher-alpha.png
                             --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
                             Each setting the integer kernels support also runs on them (CPU): "<setting> (integer kernels)" rows and a
-                            table of integer vs fake-quant samples and sampling time; --no-integer skips that
+                            table of integer vs fake-quant samples and sampling time; --no-integer skips that;
+                            --integer-only samples such settings on the kernels only (faster; no fake-quant row)
                             --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot][-static[<groups>]][-t<tau>][-is][-x0]
                                       -g = weight group, -ag = dynamic activation group along K (per token × group)
                                       -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation

@@ -31,11 +31,27 @@ public static class ImageMetrics
     /// Mean over images of PSNR = 10·log10(range² / MSE) in dB; identical images give +∞ (and so does
     /// the mean when any image pair is identical).
     /// </summary>
-    public static double Psnr(Tensor a, Tensor b, double dataRange = 2.0)
+    public static double Psnr(Tensor a, Tensor b, double dataRange = 2.0) => PsnrPerImage(a, b, dataRange).Average();
+
+    /// <summary>PSNR = 10·log10(range² / MSE) in dB of each image pair (+∞ for identical images), in batch order.</summary>
+    public static double[] PsnrPerImage(Tensor a, Tensor b, double dataRange = 2.0)
     {
         using var m = MsePerImage(a, b);
         var mse = m.data<double>().ToArray();
-        return mse.Select(v => v == 0 ? double.PositiveInfinity : 10 * Math.Log10(dataRange * dataRange / v)).Average();
+        return mse.Select(v => v == 0 ? double.PositiveInfinity : 10 * Math.Log10(dataRange * dataRange / v)).ToArray();
+    }
+
+    /// <summary>
+    /// Half-width of the normal-approximation 95 % confidence interval of the mean of <paramref name="values"/>
+    /// (1.96 · sample standard deviation / √n); NaN for fewer than two values or any non-finite value.
+    /// </summary>
+    public static double MeanConfidence95(IReadOnlyList<double> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Count < 2 || values.Any(v => !double.IsFinite(v))) return double.NaN;
+        double mean = values.Average();
+        double variance = values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1);
+        return 1.96 * Math.Sqrt(variance / values.Count);
     }
 
     /// <summary>

@@ -34,7 +34,7 @@ internal static class EvaluateCommand
     /// <summary>The same setting run on the integer kernels instead of fake quantization.</summary>
     private sealed record IntegerRow(string Setting, double PsnrVsFakeQuant, double MaxAbsVsFakeQuant, double FakeSeconds, double IntegerSeconds, long IntegerCalls, long FallbackCalls, double PackedMB);
 
-    private sealed record Row(string Setting, double Psnr, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
+    private sealed record Row(string Setting, double Psnr, double PsnrCi95, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
     internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false);
@@ -62,6 +62,10 @@ internal static class EvaluateCommand
         double fisherFraction = Program.DoubleOption(args, "--fisher-fraction", 0.25);
         string outDir = Program.Option(args, "--out") ?? "artifacts/eval";
         bool integer = !args.Contains("--no-integer");
+        // --integer-only: a setting the integer kernels run is sampled on them only (they equal fake quantization up to
+        // float rounding, and are several times faster), so more samples fit in the same time.
+        bool integerOnly = args.Contains("--integer-only");
+        if (integerOnly && !integer) throw new ArgumentException("--integer-only and --no-integer exclude each other.");
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
         using var classifier = new ImageClassifier(device: device);
@@ -137,15 +141,21 @@ internal static class EvaluateCommand
             }
             if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
             var result = builder.Build().Apply(ct);
-            using var trajectory = new Trajectory();
-            var q = Generate(setting.Name, trajectory, out double seconds);
-            images.Add(q);
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
-            rows.Add(Measure(setting.Name, q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory, result.Elapsed.TotalSeconds + extraSeconds));
-            // The same quantized model on the integer kernels (CPU; W8A8 / W4A8 / W4A4 with dynamic per-token
-            // activations): the same noise, so it should give the fake-quant samples up to float rounding, faster.
             string? why = IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(setting.Weights, setting.Activations));
-            if (integer && why is null && device.type == DeviceType.CPU)
+            bool runsOnKernels = integer && why is null && device.type == DeviceType.CPU;
+            Tensor? q = null;
+            double seconds = double.NaN;
+            if (!(integerOnly && runsOnKernels))
+            {
+                using var trajectory = new Trajectory();
+                q = Generate(setting.Name, trajectory, out seconds);
+                images.Add(q);
+                rows.Add(Measure(setting.Name, q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory, result.Elapsed.TotalSeconds + extraSeconds));
+            }
+            // The same quantized model on the integer kernels (CPU; W8A8 / W4A8 / W4A4, dynamic per-token or per-group
+            // activations): the same noise, so it should give the fake-quant samples up to float rounding, faster.
+            if (runsOnKernels)
             {
                 using var kernel = new IntegerLinearKernel();
                 IntegerLinearKernel.Attach(model, kernel);
@@ -153,9 +163,13 @@ internal static class EvaluateCommand
                 var qi = Generate(setting.Name + " int", intTrajectory, out double intSeconds);
                 IntegerLinearKernel.Attach(model, null);
                 images.Add(qi);
-                rows.Add(Measure(setting.Name + " (integer kernels)", qi, fp, intSeconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, intTrajectory));
-                using var diff = (qi - q).abs().max();
-                integerRows.Add(new IntegerRow(setting.Name, ImageMetrics.Psnr(qi, q), diff.item<float>(), seconds, intSeconds, kernel.IntegerCalls, kernel.FallbackCalls, kernel.PackedWeightBytes / 1e6));
+                rows.Add(Measure(setting.Name + " (integer kernels)", qi, fp, intSeconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, intTrajectory,
+                    q is null ? result.Elapsed.TotalSeconds + extraSeconds : 0));
+                if (q is not null)
+                {
+                    using var diff = (qi - q).abs().max();
+                    integerRows.Add(new IntegerRow(setting.Name, ImageMetrics.Psnr(qi, q), diff.item<float>(), seconds, intSeconds, kernel.IntegerCalls, kernel.FallbackCalls, kernel.PackedWeightBytes / 1e6));
+                }
             }
             else if (integer) log.LogInformation("{Setting}: not run on the integer kernels ({Why})", setting.Name, why ?? $"device {device}");
             result.Restore();
@@ -168,15 +182,18 @@ internal static class EvaluateCommand
             if (realStats is not null)
                 fid = FrechetDistance.Compute(features.Statistics(x, name), realStats);
             var (acc, _) = ClassFidelity.Accuracy(classifier, x, labelsArray, model.Config.NumClasses);
-            return new Row(name, ImageMetrics.Psnr(x, reference), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep, calibrationSeconds);
+            var psnr = ImageMetrics.PsnrPerImage(x, reference);
+            return new Row(name, psnr.Average(), ImageMetrics.MeanConfidence95(psnr), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep, calibrationSeconds);
         }
 
         Directory.CreateDirectory(outDir);
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | calibration + quantization time (s) | model weights (MB) |");
+        md.AppendLine(CultureInfo.InvariantCulture, $"{samples} samples per row ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, seed {seed}; quantized layers: {layers}.");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB, mean ± 95 % CI over images) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | calibration + quantization time (s) | model weights (MB) |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture) + (double.IsNaN(r.PsnrCi95) ? "" : " ± " + r.PsnrCi95.ToString("F2", CultureInfo.InvariantCulture)))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} |");
         if (integerRows.Count > 0)
         {
             md.AppendLine();
@@ -195,7 +212,7 @@ internal static class EvaluateCommand
             model = modelPath, samples, sampler, steps, cfg, seed, layers, real_stats = realStats?.Source, real_stats_count = realStats?.Count,
             calib_samples = calibSamples, fisher_samples_per_step = fisherSamples, fisher_data = fisherData, fisher_weighting = weighting, fisher_use = fisherUse.ToString(),
             integer_kernels = integerRows.Select(r => new { r.Setting, psnr_vs_fake_quant = double.IsInfinity(r.PsnrVsFakeQuant) ? (double?)null : r.PsnrVsFakeQuant, max_abs_vs_fake_quant = r.MaxAbsVsFakeQuant, fake_quant_seconds = r.FakeSeconds, integer_seconds = r.IntegerSeconds, integer_calls = r.IntegerCalls, fallback_calls = r.FallbackCalls, packed_weights_mb = r.PackedMB }),
-            rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
+            rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, psnr_ci95 = double.IsNaN(r.PsnrCi95) ? (double?)null : r.PsnrCi95, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
         foreach (var (space, (fisher, fisherSeconds)) in fishers)

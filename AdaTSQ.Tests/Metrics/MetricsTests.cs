@@ -27,6 +27,30 @@ public class MetricsTests
     }
 
     [Test]
+    public void PsnrPerImageGivesEachPairsPsnrAndThePsnrIsTheirMean()
+    {
+        // Image i has a constant error of 0.1·(i + 1): PSNR_i = 10·log10(4 / (0.1·(i + 1))²).
+        using var x = TestTensors.Randn(6, 3, 1, 8, 8);
+        using var step = torch.tensor(new float[] { 0.1f, 0.2f, 0.3f }).reshape(3, 1, 1, 1);
+        using var y = x + step;
+        var perImage = ImageMetrics.PsnrPerImage(x, y);
+        Assert.That(perImage, Has.Length.EqualTo(3));
+        for (int i = 0; i < 3; i++)
+            Assert.That(perImage[i], Is.EqualTo(10 * Math.Log10(4 / Math.Pow(0.1 * (i + 1), 2))).Within(1e-3));
+        Assert.That(ImageMetrics.Psnr(x, y), Is.EqualTo(perImage.Average()).Within(1e-12));
+    }
+
+    [Test]
+    public void TheConfidenceHalfWidthIsTheNormalApproximation()
+    {
+        // Values 1…4: mean 2.5, sample variance 5/3, half-width 1.96·sqrt(5/3 / 4).
+        Assert.That(ImageMetrics.MeanConfidence95([1, 2, 3, 4]), Is.EqualTo(1.96 * Math.Sqrt(5.0 / 3 / 4)).Within(1e-12));
+        Assert.That(ImageMetrics.MeanConfidence95([5, 5, 5]), Is.Zero);
+        Assert.That(ImageMetrics.MeanConfidence95([1]), Is.NaN);
+        Assert.That(ImageMetrics.MeanConfidence95([1, double.PositiveInfinity]), Is.NaN);
+    }
+
+    [Test]
     public void SsimFallsWithNoiseAndIsSymmetric()
     {
         using var x = (TestTensors.Randn(3, 1, 1, 28, 28) * 0.5).clamp(-1, 1);

@@ -1,3 +1,4 @@
+using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Methods.Gptq;
@@ -274,8 +275,27 @@ public class QuaRotTransformTests
     {
         using var model = nn.Sequential(("fc", nn.Linear(64, 8)));
         using var x = TestTensors.Randn(3, 8, 64);
-        var e = Assert.Throws<LayerQuantizationException>(() => new QuantizationBuilder().ForModel(model).Weights(8).Activations(8).CalibrationData([x])
-            .RotateInputs().SmoothActivations().Build().Apply());
-        Assert.That(e!.Message, Does.Contain("SmoothActivations before RotateInputs"));
+        // The plan is refused when it is built, before any layer changes.
+        var e = Assert.Throws<QuantizationConfigurationException>(() => new QuantizationBuilder().ForModel(model).Weights(8).Activations(8).CalibrationData([x])
+            .RotateInputs().SmoothActivations().Build());
+        Assert.That(e!.Message, Does.Contain("SmoothQuant smooths the layers' inputs but comes after QuaRot"));
+        Assert.That(model.named_modules().Any(m => m.module is QuantLinear), Is.False);
+        // A layer refuses it too, for code that sets the factors directly.
+        using var layer = new QuantLinear("fc", nn.Linear(64, 8));
+        using var rotation = HadamardRotation.Create(64);
+        layer.SetInputRotation(rotation);
+        using var s = torch.ones(64);
+        var direct = Assert.Throws<LayerQuantizationException>(() => layer.SetInputSmoothing(s));
+        Assert.That(direct!.Message, Does.Contain("SmoothActivations before RotateInputs"));
+    }
+
+    [Test]
+    public void ALowRankBranchAndARotationAreRefusedTogether()
+    {
+        using var model = nn.Sequential(("fc", nn.Linear(64, 8)));
+        using var x = TestTensors.Randn(3, 8, 64);
+        var e = Assert.Throws<QuantizationConfigurationException>(() => new QuantizationBuilder().ForModel(model).Weights(4).Activations(4).CalibrationData([x])
+            .UseSvdQuant(new SvdQuantOptions { Rank = 4 }).RotateInputs().Build());
+        Assert.That(e!.Message, Does.Contain("SvdQuant's low-rank branch and QuaRot's rotation cannot be combined"));
     }
 }
