@@ -7,6 +7,8 @@ using TorchSharp;
 using static TorchSharp.torch;
 using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
+using AdaTSQ.Methods.QuaRot;
+using AdaTSQ.Methods.SvdQuant;
 
 namespace AdaTSQ.Tests.Calibration;
 
@@ -105,6 +107,45 @@ public class TrajectoryCalibrationTests
         Assert.That(result.Layers, Has.Count.EqualTo(30));
         Assert.That(result.Layers.All(l => l.OutputRelativeError is > 0 and < 0.5), Is.True, result.FormatTable());
         result.Restore();
+        x0.Dispose(); y.Dispose();
+    }
+    [Test]
+    public void SvdQuantAndQuaRotComposeWithFisherCalibrationAndGptqAtW4A4()
+    {
+        using var model = LoadModel();
+        var diffusion = GaussianDiffusion.Create(1000, "ddim2");
+        var train = AdaTSQ.Data.ImageDataset.FashionMnist(train: true);
+        var (x0, y) = train.Batch(Enumerable.Range(0, 16).ToArray());
+        var fisher = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y, new TemporalFisherOptions { SamplesPerStep = 4, MicroBatch = 2 })
+            .Estimate(ModelSurgery.FindLinears(model).Where(l => l.Name.StartsWith("blocks.0.", StringComparison.Ordinal)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList());
+        // The first block only (5 layers), to keep the test short. The model's output (not the layers' reports: SVDQuant's versions stand for the residual, so their relative
+        // error is not comparable with a plain layer's) on a fixed noisy input, against full precision.
+        using var probe = TestTensors.Randn(31, 4, 1, 28, 28);
+        using var t = torch.full(4, 500L, ScalarType.Int64);
+        using var labels = torch.tensor(new long[] { 0, 3, 5, 9 });
+        using var fp = model.call(probe, t, labels).detach();
+        var activations = QuantSpec.Activation(bits: 4, groupSize: 64);
+        double Run(Func<QuantizationBuilder, QuantizationBuilder> method, Action<IReadOnlyList<QuantLinear>> check)
+        {
+            var result = method(new QuantizationBuilder().ForModel(model).Layers("blocks.0.*").Weights(4, groupSize: 64).Activations(activations)
+                    .CalibrationData(Source(model, steps: 2, samples: 4)))
+                .UseFisherCalibration(fisher).UseHessianOptimization(new GptqOptions { BlockSize = 64 }).Build().Apply();
+            check(ModelSurgery.FindQuantLinears(model));
+            using var q = model.call(probe, t, labels);
+            double error = TestTensors.RelativeError(q, fp);
+            result.Restore();
+            return error;
+        }
+
+        double plain = Run(b => b, _ => { });
+        double svd = Run(b => b.UseSvdQuant(new SvdQuantOptions { Rank = 16, Alphas = [0.3, 0.6] }),
+            layers => Assert.That(layers.Count(l => l.LowRank is not null), Is.EqualTo(5), "every quantized layer has a branch"));
+        double rotated = Run(b => b.RotateInputs(new QuaRotOptions { Seed = 1 }),
+            layers => Assert.That(layers.Count(l => l.InputRotation is not null), Is.EqualTo(5), "every quantized layer is rotated"));
+
+        TestContext.Out.WriteLine($"W4A4 g64, GPTQ + Fisher, relative error of the model's output at t = 500: plain {plain:P2}, SVDQuant r16 {svd:P2}, QuaRot {rotated:P2}");
+        Assert.That(svd, Is.LessThan(plain), "the low-rank branch and smoothing lower the model's error");
+        Assert.That(rotated, Is.LessThan(1.5 * plain), "the rotation does not break the model");
         x0.Dispose(); y.Dispose();
     }
 }
