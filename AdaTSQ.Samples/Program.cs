@@ -15,9 +15,9 @@ if (args.Contains("--help") || args.Contains("-h"))
                             Each setting the integer kernels support also runs on them (CPU): "<setting> (integer kernels)" rows and a
                             table of integer vs fake-quant samples and sampling time; --no-integer skips that;
                             --integer-only samples such settings on the kernels only (faster; no fake-quant row)
-                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot][-static[<groups>]][-t<tau>][-is][-x0]
+                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0]
                                       -g = weight group, -ag = dynamic activation group along K (per token × group)
-                                      -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation
+                                      -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation (Kronecker), -rotb64 = block-diagonal, blocks of 64
                                       method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration)
                                       default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
