@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Metrics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -100,9 +101,10 @@ public sealed class SettingAccumulator
     /// Means with intervals: PSNR and SSIM (Student-t), accuracy (percentile bootstrap) and, with
     /// <paramref name="reference"/> statistics and features, FID (percentile bootstrap over the generated rows, the
     /// reference fixed). The same <paramref name="seed"/> for every setting makes their resamples pick the same
-    /// sample indices.
+    /// sample indices. <paramref name="progress"/> follows the FID bootstrap, the only slow part.
     /// </summary>
-    public SettingSummary Summarize(FeatureStatistics? reference = null, int resamples = Bootstrap.DefaultResamples, double level = 0.95, int seed = 0)
+    public SettingSummary Summarize(FeatureStatistics? reference = null, int resamples = Bootstrap.DefaultResamples, double level = 0.95, int seed = 0,
+        IProgress<QuantizationProgress>? progress = null)
     {
         if (Count < 2) throw new InvalidOperationException($"setting {Name}: {Count} images evaluated; a summary needs at least 2.");
         var psnr = MeanInterval.Compute(_psnr, level);
@@ -112,7 +114,7 @@ public sealed class SettingAccumulator
         if (reference is not null && _scorers.Features is not null)
         {
             using var features = Features();
-            fid = Bootstrap.FrechetDistance(features, reference, resamples, level, seed);
+            fid = Bootstrap.FrechetDistance(features, reference, resamples, level, seed, progress);
         }
         return new SettingSummary(Name, Count, psnr, ssim, accuracy, fid, fid is null ? 0 : reference!.Count);
     }
