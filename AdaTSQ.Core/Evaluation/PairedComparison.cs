@@ -66,26 +66,3 @@ public static class PairedComparison
         return Math.Min(1.0, 2 * Binomial.CDF(0.5, discordant, Math.Min(onlyA, onlyB)));
     }
 }
-
-/// <summary>The mean paired difference b − a, over <see cref="Count"/> pairs.</summary>
-/// <param name="Count">Pairs used (both values finite).</param>
-/// <param name="Excluded">Pairs left out because a value was not finite (e.g. +∞ PSNR of identical images).</param>
-/// <param name="MeanA">Mean of a over the pairs used.</param>
-/// <param name="MeanB">Mean of b over the pairs used.</param>
-/// <param name="Difference">Mean of b − a with its Student-t interval.</param>
-public sealed record PairedDifference(int Count, int Excluded, double MeanA, double MeanB, ConfidenceInterval Difference);
-
-/// <summary>The 2 × 2 table of paired per-image correctness and McNemar's exact two-sided p-value.</summary>
-/// <param name="Both">Both correct.</param>
-/// <param name="OnlyA">Only A correct.</param>
-/// <param name="OnlyB">Only B correct.</param>
-/// <param name="Neither">Neither correct.</param>
-/// <param name="PValue">Exact two-sided p-value (binomial on the OnlyA + OnlyB discordant pairs).</param>
-public sealed record McNemarResult(int Both, int OnlyA, int OnlyB, int Neither, double PValue)
-{
-    /// <summary>Number of pairs.</summary>
-    public int Count => Both + OnlyA + OnlyB + Neither;
-
-    /// <summary>Accuracy of B minus accuracy of A.</summary>
-    public double AccuracyDifference => Count == 0 ? double.NaN : (double)(OnlyB - OnlyA) / Count;
-}
