@@ -9,9 +9,11 @@ if (args.Contains("--help") || args.Contains("-h"))
         Usage: ./run.sh [sample] [options] [--device cpu|cuda] [--seed N] [--verbose]
         Samples:
           evaluate          (default) FP vs quantized Fashion-MNIST DiT, same seeds: PSNR, SSIM, FID (ResNet-18
-                            features), class accuracy, sampling and calibration time, weight memory; writes
-                            results.md/.json, samples.png and (with gptqf) fisher.json + fisher-alpha.png
-                            --model FILE --samples N --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
+                            features), class accuracy (each with a 95 % CI), paired comparisons (ΔPSNR CI, McNemar),
+                            sampling and calibration time, weight memory; writes results.md/.json (with per-image
+                            values), samples.png and (with gptqf) fisher.json + fisher-alpha.png; docs/evaluation-method.md
+                            --model FILE --samples N (1000) --batch B (chunk, 100) --bootstrap R (1000) --compare A,B
+                            --legacy-noise --steps S --sampler ddim|ddpm --cfg G --no-clip --layers GLOB --out DIR
                             Each setting the integer kernels support also runs on them (CPU): "<setting> (integer kernels)" rows and a
                             table of integer vs fake-quant samples and sampling time; --no-integer skips that;
                             --integer-only samples such settings on the kernels only (faster; no fake-quant row)
@@ -32,7 +34,8 @@ if (args.Contains("--help") || args.Contains("-h"))
           fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
                             --fisher-temperature T --fisher-floor F --also-temperatures 2,4 --loss Noise|CleanImage
           transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
-          fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference): --count N --output FILE
+          fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference; all 10,000 images
+                            unless --count N): --count N --output FILE
           train-dit         train the Fashion-MNIST DiT: --steps N --batch B --lr LR --ema D --checkpoint-every K --work DIR --output FILE --resume
           train-classifier  train the Fashion-MNIST judge classifier: --epochs N --batch B --output FILE
         """);

@@ -55,11 +55,17 @@ public static class ImageMetrics
     }
 
     /// <summary>
-    /// Mean SSIM (Wang et al. 2004): 11×11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03, computed per
-    /// channel over the valid window positions and averaged over positions, channels and images.
-    /// Images must be at least 11×11.
+    /// Mean SSIM (Wang et al. 2004) over images: the mean of <see cref="SsimPerImage"/> (all images have the
+    /// same size, so this is also the mean over every window position of the batch).
     /// </summary>
-    public static double Ssim(Tensor a, Tensor b, double dataRange = 2.0)
+    public static double Ssim(Tensor a, Tensor b, double dataRange = 2.0) => SsimPerImage(a, b, dataRange).Average();
+
+    /// <summary>
+    /// SSIM (Wang et al. 2004) of each image pair, in batch order: 11×11 Gaussian window (σ = 1.5),
+    /// K1 = 0.01, K2 = 0.03, computed per channel over the valid window positions and averaged over
+    /// positions and channels. Images must be at least 11×11.
+    /// </summary>
+    public static double[] SsimPerImage(Tensor a, Tensor b, double dataRange = 2.0)
     {
         CheckPair(a, b);
         if (a.Dimensions != 4 || a.shape[2] < 11 || a.shape[3] < 11)
@@ -79,7 +85,7 @@ public static class ImageMetrics
         var sxy = Filter(x * y) - mx * my;
         double c1 = Math.Pow(0.01 * dataRange, 2), c2 = Math.Pow(0.03 * dataRange, 2);
         var map = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
-        return map.mean().item<double>();
+        return map.mean([1, 2, 3]).cpu().data<double>().ToArray();
     }
 
     /// <summary>MSE between two trajectories step by step (same steps, same seeds): one value per step.</summary>

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using AdaTSQ.Calibration;
 using AdaTSQ.Data;
+using AdaTSQ.Evaluation;
 using AdaTSQ.IO;
 using AdaTSQ.Metrics;
 using AdaTSQ.Models;
@@ -21,9 +22,11 @@ using AdaTSQ.Methods.QuaRot;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>
-/// Generates the same seeded samples with the full-precision DiT and with each quantized setting, and
-/// reports PSNR/SSIM against full precision, FID (ResNet-18 features) against the real test set, class
-/// accuracy by the shipped classifier, wall time and weight memory; writes JSON, Markdown and a PNG grid.
+/// Generates the same seeded samples with the full-precision DiT and with each quantized setting, chunk by
+/// chunk (<see cref="ChunkedEvaluator"/>), and reports PSNR/SSIM against full precision (mean ± 95 % CI),
+/// FID (ResNet-18 features) against the real test set and class accuracy by the shipped classifier (both with
+/// bootstrap CIs), paired comparisons of the quantized rows, wall time and weight memory; writes JSON (with the
+/// per-image values), Markdown and a PNG grid. Design and column meanings: docs/evaluation-method.md.
 /// </summary>
 internal static class EvaluateCommand
 {
@@ -34,7 +37,8 @@ internal static class EvaluateCommand
     /// <summary>The same setting run on the integer kernels instead of fake quantization.</summary>
     private sealed record IntegerRow(string Setting, double PsnrVsFakeQuant, double MaxAbsVsFakeQuant, double FakeSeconds, double IntegerSeconds, long IntegerCalls, long FallbackCalls, double PackedMB);
 
-    private sealed record Row(string Setting, double Psnr, double PsnrCi95, double Ssim, double Fid, double ClassAccuracy, double Seconds, double WeightMB, double QuantizedLayerMB, double[] TrajectoryMse, double CalibrationSeconds);
+    /// <summary>One row of the report: the summary, the per-image values behind it, and the costs.</summary>
+    private sealed record Row(string Key, SettingSummary Summary, SettingAccumulator Values, double Seconds, double WeightMB, double QuantizedLayerMB, double CalibrationSeconds, double PeakResidentGB);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
     internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0);
@@ -43,7 +47,13 @@ internal static class EvaluateCommand
     {
         var log = loggers.CreateLogger("evaluate");
         string modelPath = Program.Option(args, "--model") ?? DefaultModel;
-        int samples = Program.IntOption(args, "--samples", 100), steps = Program.IntOption(args, "--steps", 50);
+        int samples = Program.IntOption(args, "--samples", 1000), steps = Program.IntOption(args, "--steps", 50);
+        int chunkSize = Program.IntOption(args, "--batch", 100);
+        int resamples = Program.IntOption(args, "--bootstrap", Bootstrap.DefaultResamples);
+        string? compare = Program.Option(args, "--compare");
+        // --legacy-noise: x_T drawn as one [samples, C, H, W] tensor from one generator, as evaluate did before the
+        // chunked evaluator; with --batch equal to --samples it reproduces the old runs' samples.
+        var noiseScheme = args.Contains("--legacy-noise") ? NoiseScheme.SharedStream : NoiseScheme.PerSample;
         double cfg = Program.DoubleOption(args, "--cfg", 2.0);
         string sampler = Program.Option(args, "--sampler") ?? "ddim";
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
@@ -66,6 +76,7 @@ internal static class EvaluateCommand
         // float rounding, and are several times faster), so more samples fit in the same time.
         bool integerOnly = args.Contains("--integer-only");
         if (integerOnly && !integer) throw new ArgumentException("--integer-only and --no-integer exclude each other.");
+        if (resamples < 2) throw new ArgumentException($"--bootstrap {resamples}: at least 2 resamples.");
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
         using var classifier = new ImageClassifier(device: device);
@@ -74,40 +85,69 @@ internal static class EvaluateCommand
         string statsPath = Program.Option(args, "--real-stats") ?? DefaultRealStats;
         var realStats = File.Exists(statsPath) ? FeatureStatistics.Load(statsPath) : null;
         if (realStats is null) Console.Error.WriteLine($"warning: {statsPath} not found; FID is skipped (make it with: ./run.sh fid-stats).");
+        else if (realStats.Count < 10_000)
+            Console.Error.WriteLine($"warning: {statsPath} holds the statistics of {realStats.Count} real images, not all 10,000 test images (regenerate with: ./run.sh fid-stats --count 10000).");
         using var features = new ResNet18Features();
 
         var diffusion = GaussianDiffusion.Create(1000, sampler == "ddim" ? $"ddim{steps}" : steps.ToString(CultureInfo.InvariantCulture));
         var ddpm = new DiffusionSampler(diffusion);
-        var labelsArray = Enumerable.Range(0, samples).Select(i => (long)(i % model.Config.NumClasses)).ToArray();
-        using var labels = torch.tensor(labelsArray, device: device);
-        using var noiseGenerator = new Generator((ulong)seed, device);
-        using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: noiseGenerator, device: device);
         // Pixel-space models need x̂0 clipped to the data range [−1, 1] at every step (as DDPM's pixel models
         // do); the official DiT samples latents without clipping. --no-clip turns it off.
         bool clip = !args.Contains("--no-clip");
         var options = new SamplingOptions { Seed = seed + 1, CfgScale = cfg, NullClass = model.NullClass, ClipDenoised = clip };
-        Console.WriteLine($"Evaluating {modelPath}: {samples} samples ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, x̂0 clipping {(clip ? "on" : "off")}, seed {seed}; quantized layers: {layers}");
-
-        // Each run keeps the sample after every step, so the quantized trajectories can be compared with FP step by step.
-        Tensor Generate(string name, Trajectory trajectory, out double seconds)
+        var evaluator = new ChunkedEvaluator(new ChunkedEvaluationOptions
         {
-            var watch = Stopwatch.StartNew();
-            var o = options with { Progress = new ConsoleProgressBar(name), OnStep = trajectory.Record };
-            var x = sampler == "ddim"
-                ? ddpm.SampleDdim((x, t, y) => model.call(x, t, y), noise, labels, o, ct)
-                : ddpm.SampleDdpm((x, t, y) => model.call(x, t, y), noise, labels, o, ct);
-            seconds = watch.Elapsed.TotalSeconds;
-            return x;
+            Samples = samples, ChunkSize = chunkSize, Seed = seed, Classes = model.Config.NumClasses, Noise = noiseScheme,
+            SampleShape = [model.Config.InChannels, model.Config.InputSize, model.Config.InputSize],
+        }, device, log);
+        var scorers = new ImageScorers
+        {
+            Classify = x => classifier.Predict(x),
+            Features = realStats is null ? null : features.ComputeRows,
+            FeatureDimension = ResNet18Features.Dimension,
+        };
+        Directory.CreateDirectory(outDir);
+        // The FP samples of every chunk go to disk once and are read back for each setting (3 KB per image), so only
+        // one chunk of images is in memory and no setting needs the FP model run again.
+        var fpStore = new ReferenceChunkStore(Path.Combine(outDir, "fp-reference"));
+        var fakeStore = new ReferenceChunkStore(Path.Combine(outDir, "fake-quant-reference"));
+        int gridColumns = Math.Min(Math.Min(samples, chunkSize), 20);
+        var grid = new List<Tensor>();
+        Console.WriteLine($"Evaluating {modelPath}: {samples} samples per setting ({samples / model.Config.NumClasses} per class) in chunks of {chunkSize}, {sampler} {steps} steps, CFG {cfg}, x̂0 clipping {(clip ? "on" : "off")}, seed {seed} ({(noiseScheme == NoiseScheme.PerSample ? "per-sample noise" : "legacy single-stream noise")}); quantized layers: {layers}");
+
+        // Samples one chunk; chunk k's step noise (DDPM only; DDIM η = 0 has none) is seeded by the chunk, so with one chunk it is the old runs'.
+        ChunkSampler Sampler(Stopwatch clock) => (chunk, token) =>
+        {
+            clock.Start();
+            try
+            {
+                var o = options with { Seed = seed + 1 + 100_000L * chunk.Index };
+                return sampler == "ddim"
+                    ? ddpm.SampleDdim((x, t, y) => model.call(x, t, y), chunk.Noise, chunk.Labels, o, token)
+                    : ddpm.SampleDdpm((x, t, y) => model.call(x, t, y), chunk.Noise, chunk.Labels, o, token);
+            }
+            finally { clock.Stop(); }
+        };
+        void KeepForGrid(EvaluationChunk chunk, Tensor images)
+        {
+            if (chunk.Index == 0) grid.Add(images[..gridColumns].detach().clone().DetachFromDisposeScope());
+        }
+        Row Evaluate(string key, string name, Func<EvaluationChunk, Tensor>? reference, Action<EvaluationChunk, Tensor>? onSampled, double weightMB, double quantizedMB, double calibrationSeconds, out double seconds)
+        {
+            var accumulator = new SettingAccumulator(name, scorers);
+            var clock = new Stopwatch();
+            evaluator.Evaluate(Sampler(clock), accumulator, reference, (c, x) => { KeepForGrid(c, x); onSampled?.Invoke(c, x); }, new ConsoleProgressBar(key), ct);
+            seconds = clock.Elapsed.TotalSeconds;
+            var summary = accumulator.Summarize(realStats, resamples, 0.95, checked((int)seed), new ConsoleProgressBar(key));
+            using var self = Process.GetCurrentProcess();
+            return new Row(key, summary, accumulator, seconds, weightMB, quantizedMB, calibrationSeconds, self.PeakWorkingSet64 / 1e9);
         }
 
         long floatBytes = model.parameters().Sum(p => p.numel() * p.ElementSize);
         var rows = new List<Row>();
         var integerRows = new List<IntegerRow>();
-        var images = new List<Tensor>();
-        using var fpTrajectory = new Trajectory();
-        var fp = Generate("fp", fpTrajectory, out double fpSeconds);
-        images.Add(fp);
-        rows.Add(Measure("FP32", fp, fp, fpSeconds, floatBytes / 1e6, 0, fpTrajectory));
+        rows.Add(Evaluate("FP32", "FP32", null, fpStore.Save, floatBytes / 1e6, 0, 0, out double fpSeconds));
+        Tensor FpReference(EvaluationChunk c) => fpStore.Load(c, device);
         var fishers = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds)>();
         (Tensor X0, Tensor Y)? fisherX0 = null;     // the Fisher's x0, made once and shared by the loss spaces
         foreach (var setting in settings)
@@ -145,58 +185,65 @@ internal static class EvaluateCommand
             if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
             var result = builder.Build().Apply(ct);
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
+            double quantizedLayerMB = result.QuantizedWeightBytes / 1e6;
+            double calibrationSeconds = result.Elapsed.TotalSeconds + extraSeconds;
             string? why = IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(setting.Weights, setting.Activations));
             bool runsOnKernels = integer && why is null && device.type == DeviceType.CPU;
-            Tensor? q = null;
+            bool fakeRuns = !(integerOnly && runsOnKernels);
             double seconds = double.NaN;
-            if (!(integerOnly && runsOnKernels))
-            {
-                using var trajectory = new Trajectory();
-                q = Generate(setting.Name, trajectory, out seconds);
-                images.Add(q);
-                rows.Add(Measure(setting.Name, q, fp, seconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, trajectory, result.Elapsed.TotalSeconds + extraSeconds));
-            }
+            if (fakeRuns)
+                rows.Add(Evaluate(setting.Name, setting.Name, FpReference, runsOnKernels ? fakeStore.Save : null, quantizedModelMB, quantizedLayerMB, calibrationSeconds, out seconds));
             // The same quantized model on the integer kernels (CPU; W8A8 / W4A8 / W4A4, dynamic per-token or per-group
             // activations): the same noise, so it should give the fake-quant samples up to float rounding, faster.
             if (runsOnKernels)
             {
                 using var kernel = new IntegerLinearKernel();
                 IntegerLinearKernel.Attach(model, kernel);
-                using var intTrajectory = new Trajectory();
-                var qi = Generate(setting.Name + " int", intTrajectory, out double intSeconds);
-                IntegerLinearKernel.Attach(model, null);
-                images.Add(qi);
-                rows.Add(Measure(setting.Name + " (integer kernels)", qi, fp, intSeconds, quantizedModelMB, result.QuantizedWeightBytes / 1e6, intTrajectory,
-                    q is null ? result.Elapsed.TotalSeconds + extraSeconds : 0));
-                if (q is not null)
+                var vsFake = new List<double>();
+                double maxAbs = 0;
+                void CompareWithFake(EvaluationChunk c, Tensor x)
                 {
-                    using var diff = (qi - q).abs().max();
-                    integerRows.Add(new IntegerRow(setting.Name, ImageMetrics.Psnr(qi, q), diff.item<float>(), seconds, intSeconds, kernel.IntegerCalls, kernel.FallbackCalls, kernel.PackedWeightBytes / 1e6));
+                    using var fake = fakeStore.Load(c, device);
+                    vsFake.AddRange(ImageMetrics.PsnrPerImage(x, fake));
+                    using var diff = (x - fake).abs().max();
+                    maxAbs = Math.Max(maxAbs, diff.item<float>());
                 }
+                try
+                {
+                    rows.Add(Evaluate(setting.Name + "-INT", setting.Name + " (integer kernels)", FpReference, fakeRuns ? CompareWithFake : null,
+                        quantizedModelMB, quantizedLayerMB, fakeRuns ? 0 : calibrationSeconds, out double intSeconds));
+                    if (fakeRuns)
+                        integerRows.Add(new IntegerRow(setting.Name, vsFake.Average(), maxAbs, seconds, intSeconds, kernel.IntegerCalls, kernel.FallbackCalls, kernel.PackedWeightBytes / 1e6));
+                }
+                finally { IntegerLinearKernel.Attach(model, null); }
             }
             else if (integer) log.LogInformation("{Setting}: not run on the integer kernels ({Why})", setting.Name, why ?? $"device {device}");
             result.Restore();
         }
 
-        Row Measure(string name, Tensor x, Tensor reference, double seconds, double weightMB, double quantizedMB, Trajectory trajectory, double calibrationSeconds = 0)
-        {
-            var perStep = ImageMetrics.TrajectoryMse(fpTrajectory.Steps.Select(s => s.Next).ToList(), trajectory.Steps.Select(s => s.Next).ToList());
-            double fid = double.NaN;
-            if (realStats is not null)
-                fid = FrechetDistance.Compute(features.Statistics(x, name), realStats);
-            var (acc, _) = ClassFidelity.Accuracy(classifier, x, labelsArray, model.Config.NumClasses);
-            var psnr = ImageMetrics.PsnrPerImage(x, reference);
-            return new Row(name, psnr.Average(), ImageMetrics.MeanConfidence95(psnr), ImageMetrics.Ssim(x, reference), fid, acc, seconds, weightMB, quantizedMB, perStep, calibrationSeconds);
-        }
-
-        Directory.CreateDirectory(outDir);
+        var comparisons = Comparisons(rows, compare);
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"{samples} samples per row ({samples / model.Config.NumClasses} per class), {sampler} {steps} steps, CFG {cfg}, seed {seed}; quantized layers: {layers}.");
+        string fidReference = realStats is null ? "no FID (no reference statistics)" : $"FID against the ResNet-18 feature statistics of {realStats.Count} real test images ({realStats.Source})";
+        md.AppendLine(CultureInfo.InvariantCulture, $"{samples} generated samples per row ({samples / model.Config.NumClasses} per class; chunks of {chunkSize}), {sampler} {steps} steps, CFG {cfg}, seed {seed}, {(noiseScheme == NoiseScheme.PerSample ? "per-sample noise" : "legacy single-stream noise")}; quantized layers: {layers}. {fidReference}.");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Intervals are 95 %: Student-t for the PSNR and SSIM means; bootstrap over the generated samples ({resamples} resamples, seed {seed}): percentile for accuracy, estimate ± 1.96 · bootstrap SD for FID (the real statistics fixed). Method: docs/evaluation-method.md.");
         md.AppendLine();
-        md.AppendLine(CultureInfo.InvariantCulture, $"| setting | PSNR vs FP (dB, mean ± 95 % CI over images) | SSIM vs FP | trajectory MSE vs FP (mean / max over steps) | FID (ResNet-18 features) | class accuracy | sampling time (s) | calibration + quantization time (s) | model weights (MB) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| setting | n | PSNR vs FP (dB, mean ± 95 % CI) | SSIM vs FP (mean ± 95 % CI) | FID (ResNet-18 features) [95 % CI] | class accuracy [95 % CI] | sampling time (s) | calibration + quantization time (s) | model weights (MB) | peak resident (GB) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Setting} | {(double.IsInfinity(r.Psnr) ? "∞" : r.Psnr.ToString("F2", CultureInfo.InvariantCulture) + (double.IsNaN(r.PsnrCi95) ? "" : " ± " + r.PsnrCi95.ToString("F2", CultureInfo.InvariantCulture)))} | {r.Ssim:F4} | {r.TrajectoryMse.Average():E2} / {r.TrajectoryMse.Max():E2} | {r.Fid:F2} | {r.ClassAccuracy:P1} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} |");
+        {
+            var s = r.Summary;
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {s.Name} | {s.Count} | {PlusMinus(s.Psnr, "F2")} | {(s.Ssim is { } ssim ? PlusMinus(ssim, "F4") : "–")} | {(s.Fid is { } fid ? Bracket(fid, "F2", 1) : "–")} | {(s.Accuracy is { } a ? Bracket(a, "F1", 100) + " %" : "–")} | {r.Seconds:F1} | {r.CalibrationSeconds:F1} | {r.WeightMB:F2} | {r.PeakResidentGB:F2} |");
+        }
+        if (comparisons.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("Paired comparisons (same noise and labels; Δ = B − A, Student-t 95 % CI of the mean per-image difference; McNemar's exact test on per-image class correctness):");
+            md.AppendLine();
+            md.AppendLine("| A | B | pairs | ΔPSNR (dB) [95 % CI] | ΔSSIM [95 % CI] | accuracy A → B | only A right / only B right | McNemar p |");
+            md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+            foreach (var c in comparisons)
+                md.AppendLine(CultureInfo.InvariantCulture, $"| {c.A} | {c.B} | {c.Psnr.Count} | {Bracket(c.Psnr.Difference, "+0.000;-0.000", 1)} | {(c.Ssim is { } ds ? Bracket(ds.Difference, "+0.0000;-0.0000", 1) : "–")} | {(c.McNemar is { } m ? $"{(double)(m.Both + m.OnlyA) / m.Count:P1} → {(double)(m.Both + m.OnlyB) / m.Count:P1}" : "–")} | {(c.McNemar is { } m2 ? $"{m2.OnlyA} / {m2.OnlyB}" : "–")} | {(c.McNemar is { } m3 ? m3.PValue.ToString("G3", CultureInfo.InvariantCulture) : "–")} |");
+        }
         if (integerRows.Count > 0)
         {
             md.AppendLine();
@@ -210,14 +257,27 @@ internal static class EvaluateCommand
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
+        static double? Finite(double v) => double.IsFinite(v) ? v : null;
+        static object? Interval(ConfidenceInterval? ci) => ci is { } c ? new { estimate = Finite(c.Estimate), lower = Finite(c.Lower), upper = Finite(c.Upper), level = c.Level, method = c.Method } : null;
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
-            model = modelPath, samples, sampler, steps, cfg, seed, layers, real_stats = realStats?.Source, real_stats_count = realStats?.Count,
+            model = modelPath, samples, chunk_size = chunkSize, noise = noiseScheme.ToString(), sampler, steps, cfg, seed, layers, bootstrap_resamples = resamples,
+            real_stats = realStats?.Source, real_stats_count = realStats?.Count,
             calib_samples = calibSamples, fisher_samples_per_step = fisherSamples, fisher_data = fisherData, fisher_weighting = weighting, fisher_use = fisherUse.ToString(),
-            integer_kernels = integerRows.Select(r => new { r.Setting, psnr_vs_fake_quant = double.IsInfinity(r.PsnrVsFakeQuant) ? (double?)null : r.PsnrVsFakeQuant, max_abs_vs_fake_quant = r.MaxAbsVsFakeQuant, fake_quant_seconds = r.FakeSeconds, integer_seconds = r.IntegerSeconds, integer_calls = r.IntegerCalls, fallback_calls = r.FallbackCalls, packed_weights_mb = r.PackedMB }),
-            rows = rows.Select(r => new { r.Setting, calibration_seconds = r.CalibrationSeconds, psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, psnr_ci95 = double.IsNaN(r.PsnrCi95) ? (double?)null : r.PsnrCi95, r.Ssim, fid = double.IsNaN(r.Fid) ? (double?)null : r.Fid, r.ClassAccuracy, r.Seconds, r.WeightMB, trajectory_mse_per_step = r.TrajectoryMse }),
+            integer_kernels = integerRows.Select(r => new { r.Setting, psnr_vs_fake_quant = Finite(r.PsnrVsFakeQuant), max_abs_vs_fake_quant = r.MaxAbsVsFakeQuant, fake_quant_seconds = r.FakeSeconds, integer_seconds = r.IntegerSeconds, integer_calls = r.IntegerCalls, fallback_calls = r.FallbackCalls, packed_weights_mb = r.PackedMB }),
+            rows = rows.Select(r => new
+            {
+                setting = r.Summary.Name, key = r.Key, n = r.Summary.Count, calibration_seconds = r.CalibrationSeconds, sampling_seconds = r.Seconds, weight_mb = r.WeightMB, peak_resident_gb = r.PeakResidentGB,
+                psnr = Interval(r.Summary.Psnr), ssim = Interval(r.Summary.Ssim), fid = Interval(r.Summary.Fid), fid_reference_count = r.Summary.FidReferenceCount, class_accuracy = Interval(r.Summary.Accuracy),
+                per_image = new { psnr = r.Values.Psnr.Select(Finite), ssim = r.Values.Ssim, correct = r.Values.Correct },
+            }),
+            comparisons = comparisons.Select(c => new
+            {
+                a = c.A, b = c.B, pairs = c.Psnr.Count, excluded_pairs = c.Psnr.Excluded, delta_psnr = Interval(c.Psnr.Difference), delta_ssim = Interval(c.Ssim?.Difference),
+                mcnemar = c.McNemar is { } m ? new { both = m.Both, only_a = m.OnlyA, only_b = m.OnlyB, neither = m.Neither, p = m.PValue } : null,
+            }),
         }, new JsonSerializerOptions { WriteIndented = true }));
-        ImageGrid.Save(Path.Combine(outDir, "samples.png"), images, columns: Math.Min(samples, 20));
+        ImageGrid.Save(Path.Combine(outDir, "samples.png"), grid, columns: gridColumns);
         foreach (var (space, (fisher, fisherSeconds)) in fishers)
         {
             string suffix = space == FisherLossSpace.Noise ? "" : "-x0";
@@ -226,13 +286,46 @@ internal static class EvaluateCommand
                 settings.Where(x => x.FisherTemperature is not null && x.FisherSpace == space).Select(x => x.FisherTemperature!.Value), space.ToString());
             Console.WriteLine($"Wrote {outDir}/fisher{suffix}.json and fisher-alpha{suffix}.png (temporal Fisher, {space} loss: {fisherSeconds:F1} s).");
         }
-        Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Setting))}).");
-        foreach (var t in images.Skip(1)) t.Dispose();
+        Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
+        foreach (var t in grid) t.Dispose();
         fisherX0?.X0.Dispose();
         fisherX0?.Y.Dispose();
-        fp.Dispose();
         return 0;
     }
+
+    private sealed record Comparison(string A, string B, PairedDifference Psnr, PairedDifference? Ssim, McNemarResult? McNemar);
+
+    /// <summary>
+    /// The paired comparisons to report: --compare A,B (row keys such as RTN-W4A8 or RTN-W4A8-INT, or full row
+    /// names), or by default every quantized row against the first quantized row.
+    /// </summary>
+    private static List<Comparison> Comparisons(List<Row> rows, string? compare)
+    {
+        var quantized = rows.Skip(1).ToList();
+        List<(Row A, Row B)> pairs;
+        if (compare is not null)
+        {
+            var names = compare.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            if (names.Length != 2) throw new ArgumentException($"--compare {compare}: expected two rows A,B (e.g. --compare RTN-W4A8-INT,GPTQ-W4A8-INT).");
+            Row Find(string n) => rows.FirstOrDefault(r => string.Equals(r.Key, n, StringComparison.OrdinalIgnoreCase) || string.Equals(r.Summary.Name, n, StringComparison.OrdinalIgnoreCase))
+                ?? throw new ArgumentException($"--compare: no row '{n}'; rows are {string.Join(", ", rows.Select(r => r.Key))}.");
+            pairs = [(Find(names[0]), Find(names[1]))];
+        }
+        else pairs = quantized.Skip(1).Select(b => (quantized[0], b)).ToList();
+        return pairs.Select(p => new Comparison(p.A.Summary.Name, p.B.Summary.Name,
+            PairedComparison.MeanDifference(p.A.Values.Psnr, p.B.Values.Psnr),
+            p.A.Values.Ssim.Count > 0 ? PairedComparison.MeanDifference(p.A.Values.Ssim, p.B.Values.Ssim) : null,
+            p.A.Values.Correct.Count > 0 ? PairedComparison.McNemar(p.A.Values.Correct, p.B.Values.Correct) : null)).ToList();
+    }
+
+    /// <summary>"36.47 ± 0.21" for a symmetric interval, "∞" for identical images.</summary>
+    private static string PlusMinus(ConfidenceInterval ci, string format) =>
+        double.IsInfinity(ci.Estimate) ? "∞"
+        : ci.Estimate.ToString(format, CultureInfo.InvariantCulture) + (double.IsNaN(ci.Lower) ? "" : " ± " + ci.HalfWidth.ToString(format, CultureInfo.InvariantCulture));
+
+    /// <summary>"226.01 [219.3, 233.4]", values scaled by <paramref name="scale"/> (100 for percentages).</summary>
+    private static string Bracket(ConfidenceInterval ci, string format, double scale) =>
+        $"{(ci.Estimate * scale).ToString(format, CultureInfo.InvariantCulture)} [{(ci.Lower * scale).ToString(format, CultureInfo.InvariantCulture)}, {(ci.Upper * scale).ToString(format, CultureInfo.InvariantCulture)}]";
 
     /// <summary>
     /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing

@@ -4,7 +4,10 @@ using AdaTSQ.Metrics;
 
 namespace AdaTSQ.Samples.Evaluation;
 
-/// <summary>Computes the ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference) and writes them as JSON.</summary>
+/// <summary>
+/// Computes the ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference) and writes them
+/// as safetensors; by default of all 10,000 test images (--count N for the first N). evaluate states the count it used.
+/// </summary>
 internal static class FidStatsCommand
 {
     public static int Run(string[] args)

@@ -61,6 +61,16 @@ internal sealed class ResNet18Features : IDisposable
         return features;
     }
 
+    /// <summary>Features of every image as float32 rows, row-major N × 512 (what <see cref="AdaTSQ.Evaluation.ImageScorers.Features"/> takes).</summary>
+    public float[] ComputeRows(Tensor images)
+    {
+        var features = Compute(images);
+        var rows = new float[features.Length];
+        int k = 0;
+        foreach (var v in features) rows[k++] = (float)v;
+        return rows;
+    }
+
     /// <summary>Feature statistics of <paramref name="images"/>.</summary>
     public FeatureStatistics Statistics(Tensor images, string source, IProgress<int>? progress = null) =>
         FeatureStatistics.FromFeatures(Compute(images, progress), source);
