@@ -38,6 +38,12 @@ public sealed partial class QuantLinear
         _rotation = rotation?.To(weight.device);
     }
 
+    // 1 / s of the smoothing (the integer kernels multiply each row by it), or null.
+    internal Tensor? InverseInputSmoothing => _inverseSmoothing;
+
+    // The input a quantized call works on, always a new tensor (an alias when nothing transforms it).
+    internal Tensor TransformedInput(Tensor input) => TransformInput(input) ?? input.alias();
+
     // The input a quantized call works on: x / s (smoothing) then ·Rᵀ (rotation); null when neither is set.
     private Tensor? TransformInput(Tensor input)
     {

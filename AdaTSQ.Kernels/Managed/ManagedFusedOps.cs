@@ -32,6 +32,44 @@ internal static unsafe class ManagedFusedOps
         }
     }
 
+    /// <summary>y[i, j] = x[i, j] · s[j] (in place when y == x): the input scale of the prologue.</summary>
+    public static void ScaleInput(float* x, long m, long k, float* s, float* y)
+    {
+        for (long i = 0; i < m; i++)
+        {
+            float* row = x + i * k, outRow = y + i * k;
+            for (long j = 0; j < k; j++) outRow[j] = row[j] * s[j];
+        }
+    }
+
+    /// <summary>t[i, j] = x[i, :] · down[j, :] for the low-rank branch (rank ops->Rank), summed in double then rounded.</summary>
+    public static void LowRankDown(float* x, long m, long k, LinearOps* ops, float* t)
+    {
+        long rank = ops->Rank;
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < rank; j++)
+            {
+                float* row = x + i * k, d = ops->LowRankDown + j * ops->LdDown;
+                double sum = 0;
+                for (long c = 0; c < k; c++) sum += (double)row[c] * d[c];
+                t[i * rank + j] = (float)sum;
+            }
+    }
+
+    /// <summary>y[i, c] += Σ_j t[i, j] · up[c, j]: the low-rank branch added after the bias, before the activation.</summary>
+    public static void LowRankUp(float* y, long m, long n, LinearOps* ops, float* t)
+    {
+        long rank = ops->Rank;
+        for (long i = 0; i < m; i++)
+            for (long c = 0; c < n; c++)
+            {
+                float* u = ops->LowRankUp + c * ops->LdUp, ti = t + i * rank;
+                double sum = 0;
+                for (long j = 0; j < rank; j++) sum += (double)ti[j] * u[j];
+                y[i * n + c] += (float)sum;
+            }
+    }
+
     public static void Epilogue(float* y, long m, long n, LinearOps* ops)
     {
         for (long i = 0; i < m; i++)

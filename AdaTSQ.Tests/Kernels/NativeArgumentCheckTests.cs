@@ -58,6 +58,12 @@ public class NativeArgumentCheckTests
         public long LdResidual;
         public IntPtr Gate;
         public long LdGate;
+        public IntPtr InputScale;
+        public long Rank;
+        public IntPtr LowRankDown;
+        public long LdDown;
+        public IntPtr LowRankUp;
+        public long LdUp;
     }
 
     [DllImport(Lib, EntryPoint = "adatsq_gemm")]
@@ -141,6 +147,12 @@ public class NativeArgumentCheckTests
         {
             LayerNorm = 1, Eps = 1e-6f, Shift = Shift, Scale = Shift, LdMod = K, RowsPerSample = 1,
             Activation = 1, Residual = Residual, LdResidual = N, Gate = Gate, LdGate = N,
+        };
+
+        /// <summary>FusedOps with an input scale and a rank-2 low-rank branch (down [2, K], up [N, 2]).</summary>
+        public Ops FusedOpsWithBranch() => FusedOps() with
+        {
+            InputScale = WeightScale, Rank = 2, LowRankDown = Shift, LdDown = K, LowRankUp = Shift, LdUp = 2,
         };
 
         public void Dispose()
@@ -299,6 +311,15 @@ public class NativeArgumentCheckTests
         yield return Case("gate without residual", Same, Call, o => o with { Residual = IntPtr.Zero }, "ops->gate needs ops->residual");
         yield return Case("ld_gate < n", Same, Call, o => o with { LdGate = N - 1 }, "ops->ld_gate = 4 is less than n = 5");
         yield return Case("ld_mod overflows", Same, Call, o => o with { LdMod = long.MaxValue / 2 }, "ops->ld_mod");
+        // ABI 5: the low-rank branch (the valid form is FusedOpsWithBranch: rank 2, down [2, K], up [N, 2]).
+        yield return Case("rank = -1", Same, Call, o => o with { Rank = -1, LowRankDown = IntPtr.Zero, LowRankUp = IntPtr.Zero }, "ops->rank = -1: must be 0");
+        yield return Case("rank above the bound", Same, Call, o => o with { Rank = 1025, LdUp = 1025 }, "ops->rank = 1025: must be 0 (no low-rank branch) to 1024");
+        yield return Case("rank with lr_down = NULL", Same, Call, o => o with { LowRankDown = IntPtr.Zero }, "ops->rank = 2 needs ops->lr_down");
+        yield return Case("rank with lr_up = NULL", Same, Call, o => o with { LowRankUp = IntPtr.Zero }, "ops->rank = 2 needs ops->lr_down [rank, K] and ops->lr_up");
+        yield return Case("factors with rank 0", Same, Call, o => o with { Rank = 0 }, "ops->lr_down / ops->lr_up are set but ops->rank is 0");
+        yield return Case("ld_down < k", Same, Call, o => o with { LdDown = K - 1 }, "ops->ld_down = 9 is less than k = 10");
+        yield return Case("ld_up < rank", Same, Call, o => o with { LdUp = 1 }, "ops->ld_up = 1 is less than rank = 2");
+        yield return Case("ld_down overflows", Same, Call, o => o with { LdDown = long.MaxValue / 2 + 1 }, "the low-rank branch overflows");
     }
 
     [TestCaseSource(nameof(BadLinearArguments))]
@@ -308,8 +329,23 @@ public class NativeArgumentCheckTests
         using var buf = new Buffers();
         var a = args(buf.Gemm(BestNativeIsa()));
         var c = call((K, 8, 1f, false));
-        var o = ops(buf.FusedOps());
+        var o = ops(buf.FusedOpsWithBranch());
         AssertRefused(LinearEx(ref a, c.NullX ? IntPtr.Zero : buf.X, c.Ldx, c.Bits, c.Clip, ref o), message);
+    }
+
+    [Test]
+    public void TheInputScaleAndTheBranchAreTakenByTheLinearCallOnly([ValueSource(nameof(NativePaths))] string path)
+    {
+        var isa = NativeKernels.ParseIsa(path);
+        NativeTestSupport.RequireIsa(isa);
+        using var buf = new Buffers();
+        var args = buf.Gemm(isa);
+        var ops = buf.FusedOpsWithBranch();
+        Assert.That(LinearEx(ref args, buf.X, K, 8, 1f, ref ops), Is.EqualTo(NativeStatus.Ok), $"the valid call: {LastError}");
+        var scaleOnly = buf.FusedOps() with { InputScale = buf.Shift };
+        AssertRefused(LayerNormModulate((int)isa, buf.X, M, K, K, ref scaleOnly, buf.C, K, 1), "taken by adatsq_linear_ex only");
+        var epilogue = buf.FusedOpsWithBranch() with { LayerNorm = 0, Shift = IntPtr.Zero, Scale = IntPtr.Zero, InputScale = IntPtr.Zero };
+        AssertRefused(ApplyEpilogue((int)isa, buf.C, M, N, N, ref epilogue, 1), "taken by adatsq_linear_ex only");
     }
 
     [Test]

@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define ADATSQ_ABI_VERSION 4
+#define ADATSQ_ABI_VERSION 5
 #define ADATSQ_NR 48 /* columns per packed weight panel */
 
 #if defined(_WIN32)
@@ -111,11 +111,16 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
 ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip);
 
 /* Element-wise work fused around a linear layer (adatsq_linear_ex); every field 0 / NULL = none.
- * Prologue, on each row of x before it is quantized: LayerNorm without affine parameters (biased
- * variance, eps inside the square root, as torch.nn.LayerNorm), then x * (1 + scale) + shift with
- * the row's sample (row i belongs to sample i / rows_per_sample): DiT's adaLN "modulate".
- * Epilogue, on each output element after scales and bias: the activation, then
- * c = residual + gate * c (residual [M, ld_residual], may be c itself; gate per sample, NULL = 1). */
+ * Prologue, on each row of x before it is quantized, in this order: LayerNorm without affine parameters
+ * (biased variance, eps inside the square root, as torch.nn.LayerNorm), then x * (1 + scale) + shift with
+ * the row's sample (row i belongs to sample i / rows_per_sample): DiT's adaLN "modulate"; then (ABI 5)
+ * x[k] *= input_scale[k] (SmoothQuant: input_scale = 1 / s). The row so transformed (x~) is quantized and,
+ * with a low-rank branch (ABI 5, rank > 0), multiplied by the branch's down-projection: t[m, :] = x~ . down^T
+ * (float32, in a per-call buffer of rank floats per row).
+ * Epilogue, on each output element after scales and bias: (ABI 5) the branch's up-projection
+ * c[m, n] += sum_j t[m, j] * up[n, j]; then the activation, then c = residual + gate * c
+ * (residual [M, ld_residual], may be c itself; gate per sample, NULL = 1). So the call is
+ * y = Q(x~) Q(W)^T + bias + x~ down^T up^T, then the activation, then residual + gate * y. */
 #define ADATSQ_ACT_NONE 0
 #define ADATSQ_ACT_GELU_TANH 1 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 
@@ -131,7 +136,16 @@ typedef struct adatsq_linear_ops {
   int64_t ld_residual;      /* >= N when residual is set */
   const float* gate;        /* [samples, ld_gate] or NULL; needs residual */
   int64_t ld_gate;          /* >= N when gate is set */
+  /* ABI version 5 (adatsq_linear_ex only; adatsq_layernorm_modulate and adatsq_apply_epilogue refuse them): */
+  const float* input_scale; /* [K] or NULL: multiplies each prologue row per channel, before quantization */
+  int64_t rank;             /* 0 (no low-rank branch) .. ADATSQ_MAX_RANK */
+  const float* lr_down;     /* [rank, ld_down] float32 (SVDQuant's L2) when rank > 0, else NULL */
+  int64_t ld_down;          /* >= K when rank > 0 */
+  const float* lr_up;       /* [N, ld_up] float32 (SVDQuant's L1) when rank > 0, else NULL */
+  int64_t ld_up;            /* >= rank when rank > 0 */
 } adatsq_linear_ops;
+
+#define ADATSQ_MAX_RANK 1024 /* largest low-rank branch rank adatsq_linear_ex takes */
 
 /* adatsq_linear with the prologue / epilogue of ops (NULL: none, the same as adatsq_linear). */
 ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip,

@@ -123,10 +123,28 @@ int32_t check_activation_scales(const adatsq_gemm_args* p) {
   return ADATSQ_OK;
 }
 
-// The fused ops of adatsq_linear_ex / adatsq_layernorm_modulate / adatsq_apply_epilogue on m rows
-// of k inputs and n outputs.
-int32_t check_ops(const adatsq_linear_ops* o, int64_t m, int64_t k, int64_t n) {
+// The fused ops of adatsq_linear_ex (linear: the ABI 5 input scale and low-rank branch are allowed) /
+// adatsq_layernorm_modulate / adatsq_apply_epilogue on m rows of k inputs and n outputs.
+int32_t check_ops(const adatsq_linear_ops* o, int64_t m, int64_t k, int64_t n, bool linear) {
   if (!o) return ADATSQ_OK;
+  if (!linear) {
+    ADATSQ_REQUIRE(!o->input_scale && o->rank == 0 && !o->lr_down && !o->lr_up,
+                   "ops->input_scale and the low-rank branch (rank, lr_down, lr_up) are taken by adatsq_linear_ex only");
+  } else {
+    ADATSQ_REQUIRE(o->rank >= 0 && o->rank <= ADATSQ_MAX_RANK, "ops->rank = %lld: must be 0 (no low-rank branch) to %d",
+                   (long long)o->rank, ADATSQ_MAX_RANK);
+    if (o->rank == 0) {
+      ADATSQ_REQUIRE(!o->lr_down && !o->lr_up, "ops->lr_down / ops->lr_up are set but ops->rank is 0");
+    } else {
+      ADATSQ_REQUIRE(o->lr_down && o->lr_up, "ops->rank = %lld needs ops->lr_down [rank, K] and ops->lr_up [N, rank] (one is NULL)",
+                     (long long)o->rank);
+      ADATSQ_REQUIRE(o->ld_down >= k, "ops->ld_down = %lld is less than k = %lld", (long long)o->ld_down, (long long)k);
+      ADATSQ_REQUIRE(o->ld_up >= o->rank, "ops->ld_up = %lld is less than rank = %lld", (long long)o->ld_up, (long long)o->rank);
+      ADATSQ_REQUIRE(product_fits(o->rank, o->ld_down) && product_fits(n, o->ld_up) && product_fits(m, o->rank),
+                     "the low-rank branch overflows 64-bit offsets (rank = %lld, ld_down = %lld, ld_up = %lld)", (long long)o->rank,
+                     (long long)o->ld_down, (long long)o->ld_up);
+    }
+  }
   ADATSQ_REQUIRE(o->layer_norm == 0 || o->layer_norm == 1, "ops->layer_norm = %d: must be 0 or 1", (int)o->layer_norm);
   ADATSQ_REQUIRE(!o->layer_norm || o->eps > 0.f, "ops->eps = %g: must be positive", (double)o->eps);
   ADATSQ_REQUIRE(!(o->shift || o->scale) || o->layer_norm, "ops->shift / ops->scale need ops->layer_norm");
@@ -270,7 +288,7 @@ ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* p, const float* x, i
   return guarded([&]() -> int32_t {
     int32_t status = check_gemm(p);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, p->m, p->k, p->n)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, p->m, p->k, p->n, true)) != ADATSQ_OK) return status;
     ADATSQ_REQUIRE(x, "x is NULL");
     ADATSQ_REQUIRE(ldx >= p->k, "ldx = %lld is less than k = %lld", (long long)ldx, (long long)p->k);
     ADATSQ_REQUIRE(product_fits(p->m, ldx), "ldx = %lld overflows 64-bit offsets", (long long)ldx);
@@ -288,6 +306,7 @@ ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* p, const float* x, i
     job.clip = clip;
     job.ops = ops;
     job.post = has_epilogue(ops);
+    job.rank = ops ? ops->rank : 0;
     return run_gemm(job);
   });
 }
@@ -304,7 +323,7 @@ ADATSQ_API int32_t adatsq_layernorm_modulate(int32_t isa, const float* x, int64_
     ADATSQ_REQUIRE(ops->layer_norm, "ops->layer_norm must be 1 (this call runs the LayerNorm prologue)");
     int32_t status = check_threads(threads);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, m, k, 1)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, m, k, 1, false)) != ADATSQ_OK) return status;
     const IsaKernels* kern = kernels_or_fail(isa, &status);
     if (!kern) return status;
     run_layernorm_modulate(kern, x, m, k, ldx, ops, out, ldo, threads);
@@ -321,7 +340,7 @@ ADATSQ_API int32_t adatsq_apply_epilogue(int32_t isa, float* c, int64_t m, int64
     ADATSQ_REQUIRE(product_fits(m, ldc), "the sizes overflow 64-bit offsets (m = %lld, ldc = %lld)", (long long)m, (long long)ldc);
     int32_t status = check_threads(threads);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, m, 1, n)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, m, 1, n, false)) != ADATSQ_OK) return status;
     const IsaKernels* kern = kernels_or_fail(isa, &status);
     if (!kern) return status;
     run_apply_epilogue(kern, c, m, n, ldc, ops, threads);

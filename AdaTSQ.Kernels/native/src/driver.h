@@ -32,7 +32,9 @@ struct GemmJob {
   float clip;
   float* sa_out;
   const adatsq_linear_ops* ops;  // fused prologue / epilogue, or null
-  bool post;                     // ops has epilogue work
+  bool post;                     // ops has epilogue work (activation, residual)
+  int64_t rank;                  // ops->rank (the low-rank branch), or 0
+  float* lr_t;                   // [m, rank]: each row's down-projection, written by its pack task
   std::atomic<int32_t>* packed;  // [mblocks]: 1 once that row block of A is packed
   mutable std::atomic<int32_t> failed{0};  // a pack task could not allocate its row buffer
 };
@@ -40,11 +42,20 @@ struct GemmJob {
 // Bytes of one packed block of mr rows of A.
 inline int64_t block_bytes(const GemmJob& job) { return job.steps * job.kern->mr * 4; }
 
-// The prologue of ops on row i of x into out (k floats).
+// True when ops has work on the input rows (LayerNorm + modulate, the input scale).
+inline bool has_prologue(const adatsq_linear_ops* ops) { return ops && (ops->layer_norm || ops->input_scale); }
+
+// The prologue of ops on row i of x into out (k floats): LayerNorm + modulate (when ops->layer_norm),
+// then the input scale (when set). ops has a prologue (has_prologue).
 inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out) {
-  const int64_t sample = i / ops->rows_per_sample;
-  kern->ln_mod_row(x, k, ops->eps, ops->shift ? ops->shift + sample * ops->ld_mod : nullptr,
-                   ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
+  const float* src = x;
+  if (ops->layer_norm) {
+    const int64_t sample = i / ops->rows_per_sample;
+    kern->ln_mod_row(x, k, ops->eps, ops->shift ? ops->shift + sample * ops->ld_mod : nullptr,
+                     ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
+    src = out;
+  }
+  if (ops->input_scale) kern->scale_row(src, k, ops->input_scale, out);
 }
 
 inline bool has_epilogue(const adatsq_linear_ops* ops) { return ops && (ops->activation != ADATSQ_ACT_NONE || ops->residual); }

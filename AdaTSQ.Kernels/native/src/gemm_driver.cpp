@@ -14,6 +14,7 @@ namespace {
 struct CallScratch {
   std::vector<uint8_t> a;
   std::vector<float> sa;
+  std::vector<float> lr_t;  // [m, rank]: the low-rank down-projections
   std::unique_ptr<std::atomic<int32_t>[]> flags;
   int64_t flag_count = 0;
 };
@@ -21,6 +22,24 @@ struct CallScratch {
 CallScratch& call_scratch() {
   static thread_local CallScratch s;
   return s;
+}
+
+// The up factor of the low-rank branch for one panel, transposed to [rank][NR] (columns past n zero), in a
+// buffer of the thread that runs the tile task.
+const float* panel_up(const GemmJob& job, int64_t col0) {
+  static thread_local std::vector<float> buf;
+  const size_t need = (size_t)job.rank * NR;
+  if (buf.size() < need) buf.resize(need);
+  const adatsq_linear_ops* o = job.ops;
+  const int cols = (int)std::min<int64_t>(NR, job.p->n - col0);
+  float* up_t = buf.data();
+  for (int c = 0; c < cols; c++) {
+    const float* src = o->lr_up + (col0 + c) * o->ld_up;
+    for (int64_t j = 0; j < job.rank; j++) up_t[j * NR + c] = src[j];
+  }
+  for (int64_t j = 0; j < job.rank; j++)
+    for (int c = cols; c < NR; c++) up_t[j * NR + c] = 0.f;
+  return up_t;
 }
 
 // Tasks [0, mblocks) pack the row blocks of A; the tile tasks after them wait (spinning) until
@@ -60,6 +79,15 @@ void gemm_task(void* ctx, int64_t task) {
   t.sa_div = job.a_group > 0 ? job.a_group / p->group : 1;
   for (int64_t pn = p0; pn < p1; pn++) {
     const int64_t col0 = pn * NR;
+    const float* up_t = nullptr;
+    if (job.rank > 0) {
+      try {
+        up_t = panel_up(job, col0);
+      } catch (...) {  // never unwind through the thread pool or OpenMP
+        job.failed.store(1);
+        return;
+      }
+    }
     t.bp = p->b + pn * panel_bytes;
     t.colsum = p->colsum + col0;
     t.sb = p->sb + col0;
@@ -72,6 +100,8 @@ void gemm_task(void* ctx, int64_t task) {
       t.sa = job.sa ? job.sa + row0 * (t.sa_ld > 0 ? t.sa_ld : 1) : nullptr;
       t.c = (char*)p->c + (row0 * p->ldc + col0) * out_size;
       job.kern->tile(&t);
+      // y = GEMM + bias + branch, then the activation and the residual (the unfused order).
+      if (up_t) job.kern->lowrank_up((float*)t.c, p->ldc, t.rows, t.cols, job.lr_t + row0 * job.rank, job.rank, up_t, job.rank);
       if (job.post) job.kern->post_rows((float*)t.c, p->ldc, t.rows, t.cols, row0, col0, job.ops);
     }
   }
@@ -114,6 +144,11 @@ int32_t run_gemm(GemmJob& job) {
     if (scratch.sa.size() < sa_need) scratch.sa.resize(sa_need);
     job.sa_out = scratch.sa.data();
     job.sa = job.sa_out;
+    if (job.rank > 0) {
+      const size_t lr_need = (size_t)p->m * (size_t)job.rank;
+      if (scratch.lr_t.size() < lr_need) scratch.lr_t.resize(lr_need);
+      job.lr_t = scratch.lr_t.data();
+    }
   } else {
     job.ldsa = job.a_group > 0 ? p->ldsa : 1;
     job.sa = p->sa;
@@ -125,7 +160,7 @@ int32_t run_gemm(GemmJob& job) {
   job.packed = scratch.flags.get();
   for (int64_t i = 0; i < job.mblocks; i++) job.packed[i].store(0, std::memory_order_relaxed);
   ThreadPool::instance().run(p->threads, job.mblocks + job.mblocks * job.nblocks, gemm_task, &job);
-  return job.failed.load() ? fail(ADATSQ_OUT_OF_MEMORY, "GEMM: a pack task could not allocate its row buffer") : ADATSQ_OK;
+  return job.failed.load() ? fail(ADATSQ_OUT_OF_MEMORY, "GEMM: a task could not allocate its row or panel buffer") : ADATSQ_OK;
 }
 
 }  // namespace adatsq

@@ -128,7 +128,7 @@ void pack_rows(const GemmJob& job, int64_t task) {
   const int mr = job.kern->mr;
   const int64_t i0 = task * MC, i1 = std::min<int64_t>(p->m, i0 + MC);
   const int64_t b0 = i0 / mr, b1 = (i1 + mr - 1) / mr;
-  const bool prologue = job.x && job.ops && job.ops->layer_norm;
+  const bool prologue = job.x && has_prologue(job.ops);
   const bool blockwise = job.kern->pack_block != nullptr;
   // Codes of the rows being packed: one row at a time, or a whole mr-row block for pack_block
   // (then one more row of zeros for the rows past the matrix).
@@ -154,6 +154,8 @@ void pack_rows(const GemmJob& job, int64_t task) {
       prologue_row(job.kern, job.ops, src, i, p->k, normed);
       src = normed;
     }
+    // The low-rank down-projection of the transformed row, while it is in cache.
+    if (job.rank > 0) job.kern->lowrank_down(src, p->k, job.ops->lr_down, job.ops->ld_down, job.rank, job.lr_t + i * job.rank);
     if (job.a_group > 0) quantize_row_groups(job.kern, src, p->k, job.qmax, job.clip, job.a_group, dst, job.sa_out + i * job.ldsa);
     else job.kern->quant_row(src, p->k, job.qmax, job.clip, dst, job.sa_out + i);
     return dst;
