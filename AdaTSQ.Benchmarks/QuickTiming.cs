@@ -192,14 +192,7 @@ public static class QuickTiming
             if (mode == "BF16") { Dit.to(ScalarType.BFloat16); var xb = X.to(ScalarType.BFloat16); X.Dispose(); X = xb; }
             if (mode.EndsWith("-int"))
             {
-                var spec = mode.StartsWith("W8") ? QuantSpec.Weight(8) : QuantSpec.Weight(4, groupSize: 64);
-                ModelSurgery.ReplaceLinears(Dit);
-                foreach (var q in ModelSurgery.FindQuantLinears(Dit))
-                {
-                    var s = q.InFeatures % 64 == 0 ? spec : QuantSpec.Weight(spec.Bits);
-                    q.SetWeightVersion(QuantizedTensor.Quantize(q.Weight, s));
-                    q.DefaultConfig = new LayerQuantConfig(s, QuantSpec.Activation(8));
-                }
+                BenchmarkModels.Quantize(Dit, mode);
                 Kernel = new IntegerLinearKernel(new KernelOptions { Threads = 2 }) { Strict = true };
                 IntegerLinearKernel.Attach(Dit, Kernel);
             }
