@@ -55,7 +55,7 @@ internal static class FusedLinearOpsNative
     internal static Pinned Pin(FusedLinearOps? ops, LinearTransforms? transforms = null)
     {
         if (ops is null && transforms is null) return default;
-        var held = new Interop.PinnedTensor[7];
+        var held = new Interop.PinnedTensor[9];
         try
         {
             held[0] = Interop.PinnedTensor.Take(ops?.Shift, nameof(FusedLinearOps.Shift));
@@ -65,6 +65,8 @@ internal static class FusedLinearOpsNative
             held[4] = Interop.PinnedTensor.Take(transforms?.InputScale, nameof(LinearTransforms.InputScale));
             held[5] = Interop.PinnedTensor.Take(transforms?.LowRankDown, nameof(LinearTransforms.LowRankDown));
             held[6] = Interop.PinnedTensor.Take(transforms?.LowRankUp, nameof(LinearTransforms.LowRankUp));
+            held[7] = Interop.PinnedTensor.Take(transforms?.Rotation?.Signs, "Rotation.Signs");
+            held[8] = Interop.PinnedTensor.Take(transforms?.Rotation?.Dense, "Rotation.Dense");
             return new Pinned(ops, transforms, held);
         }
         catch
@@ -104,6 +106,11 @@ internal static class FusedLinearOpsNative
                 LdDown = k,
                 LowRankUp = (float*)held[6].Address,
                 LdUp = rank,
+                RotBlock = transforms?.Rotation?.Block ?? 0,
+                RotOrder = transforms?.Rotation is { } r ? (r.Dense is null ? 1 : k / r.Block) : 0,
+                RotHm = (float*)held[8].Address,
+                RotSigns = (float*)held[7].Address,
+                RotDivisor = (float)(transforms?.Rotation?.Divisor ?? 0),
             };
         }
 

@@ -213,7 +213,7 @@ public static unsafe class IntegerGemm
             int scaleCount = checked(m * (w.K / group));
             var codes = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)count));
             var scales = System.Buffers.ArrayPool<float>.Shared.Rent(scaleCount);
-            bool prologue = ops is not null && (ops->LayerNorm != 0 || ops->InputScale is not null);
+            bool prologue = ops is not null && (ops->LayerNorm != 0 || ops->InputScale is not null || ops->RotBlock > 0);
             long rank = ops is null ? 0 : ops->Rank;
             float[]? normed = prologue ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)count)) : null;
             float[]? down = rank > 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(m * rank))) : null;
@@ -225,8 +225,7 @@ public static unsafe class IntegerGemm
                     var input = x;
                     if (normed is not null)
                     {
-                        if (ops->LayerNorm != 0) ManagedFusedOps.LayerNormModulate(x, m, w.K, ops, pn);
-                        if (ops->InputScale is not null) ManagedFusedOps.ScaleInput(ops->LayerNorm != 0 ? pn : x, m, w.K, ops->InputScale, pn);
+                        ManagedFusedOps.Prologue(x, m, w.K, ops, pn);
                         input = pn;
                     }
                     if (rank > 0) ManagedFusedOps.LowRankDown(input, m, w.K, ops, pt);
@@ -257,7 +256,7 @@ public static unsafe class IntegerGemm
     internal static void LayerNormModulate(float* x, long m, long k, LinearOps* ops, float* y, KernelOptions options)
     {
         var isa = NativeKernels.Resolve(options.Isa);
-        if (isa == KernelIsa.Managed) { ManagedFusedOps.LayerNormModulate(x, m, k, ops, y); return; }
+        if (isa == KernelIsa.Managed) { ManagedFusedOps.Prologue(x, m, k, ops, y); return; }
         NativeMethods.Check(NativeMethods.LayerNormModulate((int)isa, x, m, k, k, ops, y, k, options.EffectiveThreads), "LayerNormModulate");
     }
 

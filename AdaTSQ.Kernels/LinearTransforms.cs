@@ -6,10 +6,10 @@ namespace AdaTSQ.Kernels;
 /// <summary>
 /// The per-layer transforms of a quantized linear layer that an integer call runs inside the call (ABI 5):
 /// an <see cref="InputScale"/> that multiplies each input row per channel (SmoothQuant's <c>1 / s</c>) after the
-/// <see cref="Abstractions.FusedLinearOps"/> prologue and before the row is quantized, and a full-precision low-rank
+/// <see cref="Abstractions.FusedLinearOps"/> prologue, then a <see cref="Rotation"/> (QuaRot), before the row is quantized, and a full-precision low-rank
 /// branch (SVDQuant's <c>L1 · L2</c>) whose down-projection <c>x̃ · L2ᵀ</c> is computed while each row is quantized
 /// and whose up-projection is added to the output after the bias, before the activation and the residual:
-/// <c>y = Q(x̃)·Q(W)ᵀ + bias + x̃·L2ᵀ·L1ᵀ</c> with <c>x̃ = prologue(x) · InputScale</c>.
+/// <c>y = Q(x̃)·Q(W)ᵀ + bias + x̃·L2ᵀ·L1ᵀ</c> with <c>x̃ = rotate(prologue(x) · InputScale)</c>.
 /// </summary>
 /// <remarks>
 /// All tensors are float32, contiguous and on the CPU. <see cref="ComposeInput"/> and <see cref="ComposeBranch"/>
@@ -31,17 +31,22 @@ public sealed class LinearTransforms
     /// <summary>The branch's up factor L1 <c>[N, r]</c>, or null.</summary>
     public Tensor? LowRankUp { get; init; }
 
+    /// <summary>QuaRot's rotation, applied after <see cref="InputScale"/> and before quantization and the branch, or null.</summary>
+    public FusedRotation? Rotation { get; init; }
+
     /// <summary>The branch's rank r (0 without a branch).</summary>
     public long Rank => LowRankDown?.shape[0] ?? 0;
 
     /// <summary>True when there is nothing to do.</summary>
-    public bool IsEmpty => InputScale is null && LowRankDown is null && LowRankUp is null;
+    public bool IsEmpty => InputScale is null && Rotation is null && LowRankDown is null && LowRankUp is null;
 
-    /// <summary><c>x · InputScale</c> in TorchSharp (a new tensor; an alias of x without an input scale).</summary>
+    /// <summary><c>x̃ = rotate(x · InputScale)</c> in TorchSharp (a new tensor; an alias of x without scale and rotation).</summary>
     public Tensor ComposeInput(Tensor x)
     {
         ArgumentNullException.ThrowIfNull(x);
-        return InputScale is null ? x.alias() : x * InputScale;
+        if (Rotation is null) return InputScale is null ? x.alias() : x * InputScale;
+        using var scaled = InputScale is null ? x.alias() : x * InputScale;
+        return Rotation.Compose(scaled);
     }
 
     /// <summary><c>x̃ · L2ᵀ · L1ᵀ</c> in TorchSharp for the transformed input <paramref name="transformed"/>, or null without a branch.</summary>
@@ -62,6 +67,7 @@ public sealed class LinearTransforms
             if (InputScale.Dimensions != 1 || InputScale.shape[0] != k)
                 throw new ArgumentException($"{what}: InputScale has shape [{string.Join(", ", InputScale.shape)}], expected [{k}].", nameof(InputScale));
         }
+        Rotation?.Validate(k, what);
         if ((LowRankDown is null) != (LowRankUp is null))
             throw new ArgumentException($"{what}: the low-rank branch needs both LowRankDown [r, {k}] and LowRankUp [{n}, r], or neither.", LowRankDown is null ? nameof(LowRankDown) : nameof(LowRankUp));
         if (LowRankDown is null || LowRankUp is null) return;

@@ -162,6 +162,36 @@ public static unsafe class TorchIntegerGemm
     }
 
     /// <summary>
+    /// The whole prologue alone, with the code the fused <see cref="Linear"/> runs before quantizing: <paramref name="ops"/>'
+    /// LayerNorm + modulate (when set), then <paramref name="transforms"/>' input scale and rotation (each when set; its
+    /// low-rank branch must be null). So a fused call equals this followed by an unfused call bit for bit. Returns a new tensor.
+    /// </summary>
+    public static Tensor Prologue(Tensor x, FusedLinearOps? ops, LinearTransforms? transforms, KernelOptions? options = null)
+    {
+        CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
+        if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
+        if (ops is not null && ops.HasEpilogue) throw new ArgumentException("Prologue: ops has an epilogue; pass the prologue only.", nameof(ops));
+        if (transforms is not null && (transforms.LowRankDown is not null || transforms.LowRankUp is not null))
+            throw new ArgumentException("Prologue: the low-rank branch is not prologue work; pass the input scale and the rotation only.", nameof(transforms));
+        if (transforms is not null && transforms.IsEmpty) transforms = null;
+        if (ops is { LayerNorm: false } && ops.Shift is null && ops.Scale is null) ops = null;
+        if (ops is null && transforms is null) throw new ArgumentException("Prologue: nothing to do (no LayerNorm, input scale or rotation).", nameof(ops));
+        long k = x.shape[^1], m = x.numel() / k;
+        long perSample = ops?.Validate(m, k, 1, x.shape, "Prologue") ?? m;
+        transforms?.Validate(k, 1, "Prologue");
+        using var px = PinnedTensor.Take(x, nameof(x));
+        using var pops = FusedLinearOpsNative.Pin(ops, transforms);
+        var native = pops.ToNative(perSample, k, 1);
+        var y = torch.empty(x.shape, ScalarType.Float32);
+        try
+        {
+            IntegerGemm.LayerNormModulate((float*)px.Address, m, k, &native, (float*)TensorMemory.Address(y), options ?? KernelOptions.Default);
+            return y;
+        }
+        catch { y.Dispose(); throw; }
+    }
+
+    /// <summary>
     /// The epilogue of <paramref name="ops"/> alone, in place on float32 <paramref name="y"/> <c>[..., N]</c>:
     /// the activation, then <c>residual + gate·y</c>, with the code the fused <see cref="Linear"/> runs.
     /// </summary>

@@ -122,16 +122,16 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
     /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
     /// applied to each row as it is quantized, then the SmoothQuant input scale and the SVDQuant branch's
-    /// down-projection; the branch's up-projection, then the epilogue, on each output tile); otherwise — no
-    /// kernel, an unsupported config, an <see cref="Observer"/>, or an <see cref="InputRotation"/> under a
-    /// LayerNorm prologue — as those TorchSharp ops around an ordinary call, so calibration sees the same inputs as
-    /// before. (Fusing the rotation's fast Walsh–Hadamard transform into the native prologue is planned.)
+    /// down-projection, with a Hadamard <see cref="InputRotation"/> between them its fast Walsh–Hadamard transform;
+    /// the branch's up-projection, then the epilogue, on each output tile); otherwise — no kernel, an unsupported
+    /// config, an <see cref="Observer"/>, or a rotation without a native form under a LayerNorm prologue — as those
+    /// TorchSharp ops around an ordinary call, so calibration sees the same inputs as before.
     /// </summary>
     public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (IntegerKernel is { } kernel && Observer is null && (_rotation is null || !ops.HasPrologue)
+        if (IntegerKernel is { } kernel && Observer is null && (_rotation is null || !ops.HasPrologue || IntegerLinearKernel.CanFuse(_rotation))
             && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
             && !(input.requires_grad && torch.is_grad_enabled()))
         {

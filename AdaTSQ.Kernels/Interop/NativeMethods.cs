@@ -64,6 +64,13 @@ internal unsafe struct LinearOps
     /// <summary>ABI 5: <c>[N, LdUp]</c> up factor L1 (<c>lr_up</c>).</summary>
     public float* LowRankUp;
     public long LdUp;
+    /// <summary>ABI 5: the rotation's power-of-two segment, 0 = no rotation (<c>rot_block</c>).</summary>
+    public long RotBlock;
+    /// <summary>ABI 5: order m of the dense factor, 1 = none (<c>rot_order</c>).</summary>
+    public long RotOrder;
+    public float* RotHm;
+    public float* RotSigns;
+    public float RotDivisor;
 }
 
 /// <summary>P/Invoke declarations of libadatsq_kernels (source-generated; all arguments blittable).</summary>

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include "internal.h"
 
 namespace adatsq {
@@ -42,12 +43,14 @@ struct GemmJob {
 // Bytes of one packed block of mr rows of A.
 inline int64_t block_bytes(const GemmJob& job) { return job.steps * job.kern->mr * 4; }
 
-// True when ops has work on the input rows (LayerNorm + modulate, the input scale).
-inline bool has_prologue(const adatsq_linear_ops* ops) { return ops && (ops->layer_norm || ops->input_scale); }
+// True when ops has work on the input rows (LayerNorm + modulate, the input scale, the rotation).
+inline bool has_prologue(const adatsq_linear_ops* ops) { return ops && (ops->layer_norm || ops->input_scale || ops->rot_block > 0); }
 
-// The prologue of ops on row i of x into out (k floats): LayerNorm + modulate (when ops->layer_norm),
-// then the input scale (when set). ops has a prologue (has_prologue).
-inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out) {
+// The prologue of ops on row i of x into out (k floats): LayerNorm + modulate (when ops->layer_norm), then the input
+// scale, then the rotation (each when set); tmp: k floats of scratch for the rotation's dense factor. ops has a
+// prologue (has_prologue).
+inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out,
+                         float* tmp) {
   const float* src = x;
   if (ops->layer_norm) {
     const int64_t sample = i / ops->rows_per_sample;
@@ -55,7 +58,14 @@ inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, c
                      ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
     src = out;
   }
-  if (ops->input_scale) kern->scale_row(src, k, ops->input_scale, out);
+  if (ops->input_scale) {
+    kern->scale_row(src, k, ops->input_scale, out);
+    src = out;
+  }
+  if (ops->rot_block > 0) {
+    if (src != out) std::memcpy(out, src, sizeof(float) * (size_t)k);
+    kern->rotate_row(out, k, ops, tmp);
+  }
 }
 
 inline bool has_epilogue(const adatsq_linear_ops* ops) { return ops && (ops->activation != ADATSQ_ACT_NONE || ops->residual); }
@@ -83,7 +93,7 @@ inline void quantize_row_groups(const IsaKernels* kern, const float* x, int64_t 
                                 int8_t* q, float* scale) {
   for (int64_t g = 0; g * group < k; g++) kern->quant_row(x + g * group, group, qmax, clip, q + g * group, scale + g);
 }
-void run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
+int32_t run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
                             const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads);
 void run_apply_epilogue(const IsaKernels* kern, float* c, int64_t m, int64_t n, int64_t ldc, const adatsq_linear_ops* ops,
                         int32_t threads);

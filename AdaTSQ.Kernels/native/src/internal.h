@@ -46,6 +46,8 @@ using ScaleRowFn = void (*)(const float* x, int64_t k, const float* s, float* ou
 using LowRankDownFn = void (*)(const float* x, int64_t k, const float* down, int64_t ld_down, int64_t rank, float* t);
 // The low-rank up-projection added to a finished tile: c[r, c] += sum_j t[r * ldt + j] * up_t[j * NR + c] for
 // rows < rows, c < cols (up_t: the panel's up factor transposed to [rank][NR], zero past the matrix's columns).
+// The rotation of ops (rot_block > 0) on one row of k floats, in place; tmp: k floats of scratch (rot_order > 1).
+using RotateRowFn = void (*)(float* x, int64_t k, const adatsq_linear_ops* ops, float* tmp);
 using LowRankUpFn = void (*)(float* c, int64_t ldc, int rows, int cols, const float* t, int64_t ldt, const float* up_t, int64_t rank);
 
 struct IsaKernels {
@@ -59,6 +61,7 @@ struct IsaKernels {
   ScaleRowFn scale_row;        // fused_ops.inc
   LowRankDownFn lowrank_down;  // fused_ops.inc
   LowRankUpFn lowrank_up;      // fused_ops.inc
+  RotateRowFn rotate_row;      // fused_ops.inc
 };
 
 // Each returns false when the translation unit was not compiled with that ISA.

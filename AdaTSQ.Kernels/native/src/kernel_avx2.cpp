@@ -25,6 +25,7 @@ bool kernels_avx2(IsaKernels* out) {
   out->scale_row = adatsq_avx2::scale_row_impl;
   out->lowrank_down = adatsq_avx2::lowrank_down_impl;
   out->lowrank_up = adatsq_avx2::lowrank_up_impl;
+  out->rotate_row = adatsq_avx2::rotate_row_impl;
   return true;
 }
 }  // namespace adatsq

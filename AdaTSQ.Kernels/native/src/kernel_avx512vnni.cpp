@@ -283,6 +283,7 @@ bool kernels_avx512vnni(IsaKernels* out) {
   out->scale_row = scale_row_impl;
   out->lowrank_down = lowrank_down_impl;
   out->lowrank_up = lowrank_up_impl;
+  out->rotate_row = rotate_row_impl;
   out->pack_block = pack_block_avx512;
   return true;
 }

@@ -21,6 +21,7 @@ bool kernels_avxvnni(IsaKernels* out) {
   out->scale_row = adatsq_avxvnni::scale_row_impl;
   out->lowrank_down = adatsq_avxvnni::lowrank_down_impl;
   out->lowrank_up = adatsq_avxvnni::lowrank_up_impl;
+  out->rotate_row = adatsq_avxvnni::rotate_row_impl;
   return true;
 }
 

@@ -64,6 +64,7 @@ bool kernels_scalar(IsaKernels* out) {
   out->scale_row = scale_row_impl;
   out->lowrank_down = lowrank_down_impl;
   out->lowrank_up = lowrank_up_impl;
+  out->rotate_row = rotate_row_impl;
   return true;
 }
 
