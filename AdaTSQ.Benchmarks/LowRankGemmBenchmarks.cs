@@ -9,7 +9,8 @@ namespace AdaTSQ.Benchmarks;
 /// The cost of SVDQuant's low-rank branch on the integer kernels (issue 13), at M = 1024, K = 1152, N = 4608, 2 threads:
 /// W4A4 g64 with per-group activations (a_group 64) alone, with the input scale and a rank-16 / rank-32 branch fused into
 /// the call (ABI 5), and with the rank-32 branch run unfused (two torch matmuls and an add after the integer call, the
-/// path before ABI 5); beside fp32 / bf16 matmul, W8A8, W4A8 g64. The "tensor" cases go through TorchIntegerGemm.Linear
+/// path before ABI 5), and with QuaRot's rotation (H_36 ⊗ H_32) fused into the prologue or run in TorchSharp before the call;
+/// beside fp32 / bf16 matmul, W8A8, W4A8 g64. The "tensor" cases go through TorchIntegerGemm.Linear
 /// (which allocates its output tensor, as QuantLinear's calls do); the span cases write into a preallocated array.
 /// </summary>
 [Config(typeof(KernelBenchmarkConfig))]
@@ -18,7 +19,8 @@ public class LowRankGemmBenchmarks
     private Tensor _x = null!, _w = null!, _xb = null!, _wb = null!, _inv = null!, _down16 = null!, _up16 = null!, _down32 = null!, _up32 = null!;
     private PackedWeights _w8 = null!, _w4 = null!;
     private float[] _xs = null!, _out = null!;
-    private LinearTransforms _lr16 = null!, _lr32 = null!, _scaleOnly = null!;
+    private LinearTransforms _lr16 = null!, _lr32 = null!, _scaleOnly = null!, _rot = null!;
+    private AdaTSQ.Methods.QuaRot.HadamardRotation _hadamard = null!;
     private static readonly KernelOptions Native = new() { Isa = KernelIsa.Auto, Threads = 2 };
 
     /// <summary>Tokens (fixed: the issue's shape).</summary>
@@ -57,6 +59,8 @@ public class LowRankGemmBenchmarks
         _scaleOnly = new LinearTransforms { InputScale = _inv };
         _lr16 = new LinearTransforms { InputScale = _inv, LowRankDown = _down16, LowRankUp = _up16 };
         _lr32 = new LinearTransforms { InputScale = _inv, LowRankDown = _down32, LowRankUp = _up32 };
+        _hadamard = AdaTSQ.Methods.QuaRot.HadamardRotation.Create(K, seed: 0); // 1152 = H_36 (Paley II) ⊗ H_32
+        _rot = new LinearTransforms { Rotation = _hadamard.ToFusedRotation() };
     }
 
     [Benchmark(Baseline = true, Description = "TorchSharp fp32 matmul")]
@@ -98,11 +102,21 @@ public class LowRankGemmBenchmarks
         y.add_(xt.matmul(_down32.t()).matmul(_up32.t()));
     }
 
+    [Benchmark(Description = "W4A4 g64 a64 + QuaRot 36x32 fused")]
+    public void W4A4Rotation() { using var y = TorchIntegerGemm.Linear(_x, _w4, 4, null, 1.0, Native, null, 64, _rot); }
+
+    [Benchmark(Description = "W4A4 g64 a64 + QuaRot 36x32 unfused")]
+    public void W4A4RotationUnfused()
+    {
+        using var xr = _hadamard.Rotate(_x);
+        using var y = TorchIntegerGemm.Linear(xr, _w4, 4, null, 1.0, Native, null, 64);
+    }
+
     [GlobalCleanup]
     public void Cleanup()
     {
         _x.Dispose(); _w.Dispose(); _xb.Dispose(); _wb.Dispose(); _inv.Dispose();
         _down16.Dispose(); _up16.Dispose(); _down32.Dispose(); _up32.Dispose();
-        _w8.Dispose(); _w4.Dispose();
+        _w8.Dispose(); _w4.Dispose(); _hadamard.Dispose();
     }
 }

@@ -36,6 +36,7 @@ struct GemmJob {
   bool post;                     // ops has epilogue work (activation, residual)
   int64_t rank;                  // ops->rank (the low-rank branch), or 0
   float* lr_t;                   // [m, rank]: each row's down-projection, written by its pack task
+  const float* up_t;             // [panels][rank][NR]: the up factor transposed per panel (run_gemm)
   std::atomic<int32_t>* packed;  // [mblocks]: 1 once that row block of A is packed
   mutable std::atomic<int32_t> failed{0};  // a pack task could not allocate its row buffer
 };

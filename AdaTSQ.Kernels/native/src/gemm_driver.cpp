@@ -15,6 +15,7 @@ struct CallScratch {
   std::vector<uint8_t> a;
   std::vector<float> sa;
   std::vector<float> lr_t;  // [m, rank]: the low-rank down-projections
+  std::vector<float> up_t;  // [panels][rank][NR]: the up factor transposed per panel (zero past n)
   std::unique_ptr<std::atomic<int32_t>[]> flags;
   int64_t flag_count = 0;
 };
@@ -22,24 +23,6 @@ struct CallScratch {
 CallScratch& call_scratch() {
   static thread_local CallScratch s;
   return s;
-}
-
-// The up factor of the low-rank branch for one panel, transposed to [rank][NR] (columns past n zero), in a
-// buffer of the thread that runs the tile task.
-const float* panel_up(const GemmJob& job, int64_t col0) {
-  static thread_local std::vector<float> buf;
-  const size_t need = (size_t)job.rank * NR;
-  if (buf.size() < need) buf.resize(need);
-  const adatsq_linear_ops* o = job.ops;
-  const int cols = (int)std::min<int64_t>(NR, job.p->n - col0);
-  float* up_t = buf.data();
-  for (int c = 0; c < cols; c++) {
-    const float* src = o->lr_up + (col0 + c) * o->ld_up;
-    for (int64_t j = 0; j < job.rank; j++) up_t[j * NR + c] = src[j];
-  }
-  for (int64_t j = 0; j < job.rank; j++)
-    for (int c = cols; c < NR; c++) up_t[j * NR + c] = 0.f;
-  return up_t;
 }
 
 // Tasks [0, mblocks) pack the row blocks of A; the tile tasks after them wait (spinning) until
@@ -79,15 +62,7 @@ void gemm_task(void* ctx, int64_t task) {
   t.sa_div = job.a_group > 0 ? job.a_group / p->group : 1;
   for (int64_t pn = p0; pn < p1; pn++) {
     const int64_t col0 = pn * NR;
-    const float* up_t = nullptr;
-    if (job.rank > 0) {
-      try {
-        up_t = panel_up(job, col0);
-      } catch (...) {  // never unwind through the thread pool or OpenMP
-        job.failed.store(1);
-        return;
-      }
-    }
+    const float* up_t = job.rank > 0 ? job.up_t + pn * job.rank * NR : nullptr;
     t.bp = p->b + pn * panel_bytes;
     t.colsum = p->colsum + col0;
     t.sb = p->sb + col0;
@@ -148,6 +123,25 @@ int32_t run_gemm(GemmJob& job) {
       const size_t lr_need = (size_t)p->m * (size_t)job.rank;
       if (scratch.lr_t.size() < lr_need) scratch.lr_t.resize(lr_need);
       job.lr_t = scratch.lr_t.data();
+      // The up factor [N, ld_up] transposed once per call into [panels][rank][NR] (O(N r), before the tasks: every
+      // tile task of a panel then reads 48 contiguous columns per rank).
+      const size_t up_need = (size_t)job.panels * (size_t)job.rank * NR;
+      if (scratch.up_t.size() < up_need) scratch.up_t.resize(up_need);
+      float* up_t = scratch.up_t.data();
+      const adatsq_linear_ops* o = job.ops;
+      for (int64_t pn = 0; pn < job.panels; pn++) {
+        float* dst = up_t + pn * job.rank * NR;
+        for (int c = 0; c < NR; c++) {
+          const int64_t col = pn * NR + c;
+          if (col < p->n) {
+            const float* src = o->lr_up + col * o->ld_up;
+            for (int64_t j = 0; j < job.rank; j++) dst[j * NR + c] = src[j];
+          } else {
+            for (int64_t j = 0; j < job.rank; j++) dst[j * NR + c] = 0.f;
+          }
+        }
+      }
+      job.up_t = up_t;
     }
   } else {
     job.ldsa = job.a_group > 0 ? p->ldsa : 1;
@@ -160,7 +154,7 @@ int32_t run_gemm(GemmJob& job) {
   job.packed = scratch.flags.get();
   for (int64_t i = 0; i < job.mblocks; i++) job.packed[i].store(0, std::memory_order_relaxed);
   ThreadPool::instance().run(p->threads, job.mblocks + job.mblocks * job.nblocks, gemm_task, &job);
-  return job.failed.load() ? fail(ADATSQ_OUT_OF_MEMORY, "GEMM: a task could not allocate its row or panel buffer") : ADATSQ_OK;
+  return job.failed.load() ? fail(ADATSQ_OUT_OF_MEMORY, "GEMM: a pack task could not allocate its row buffer") : ADATSQ_OK;
 }
 
 }  // namespace adatsq
