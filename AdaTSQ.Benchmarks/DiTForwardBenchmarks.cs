@@ -11,7 +11,7 @@ namespace AdaTSQ.Benchmarks;
 
 /// <summary>
 /// One DiT forward, 2 threads: FP32, BF16 (whole model cast), and every linear layer on the integer
-/// kernels at W8A8 and W4A8 (g64; activation quantization included). Models: the shipped
+/// kernels at W8A8, W4A8 (g64) and W4A4 g64 with SVDQuant's rank-32 branch (activation quantization included). Models: the shipped
 /// Fashion-MNIST DiT's configuration (random weights; batch 64 → 3,136 tokens) and a DiT-S/2-sized
 /// one at 32×32 latents (batch 4 → 1,024 tokens). Non-linear parts (attention, norms) stay fp32.
 /// </summary>
@@ -29,12 +29,16 @@ public class DiTForwardBenchmarks
     private Tensor _x = null!, _t = null!, _y = null!;
     private IntegerLinearKernel? _kernel;
 
-    /// <summary>Which model.</summary>
-    [Params("Mnist-b64", "DiT-S/2-b4")]
+    /// <summary>Which model: Mnist-b64 and DiT-S/2-b4, or the comma-separated list in the environment variable ADATSQ_BENCH_MODELS (e.g. "DiT-S/2-b4", for a short run).</summary>
+    [ParamsSource(nameof(Models))]
     public string Model { get; set; } = "Mnist-b64";
 
-    /// <summary>FP32, BF16, W8A8-int, W4A8-int.</summary>
-    [Params("FP32", "BF16", "W8A8-int", "W4A8-int")]
+    /// <summary>The models of <see cref="Model"/>.</summary>
+    public static IEnumerable<string> Models() =>
+        Environment.GetEnvironmentVariable("ADATSQ_BENCH_MODELS") is { Length: > 0 } list ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : ["Mnist-b64", "DiT-S/2-b4"];
+
+    /// <summary>FP32, BF16, W8A8-int, W4A8-int, W4A4-g64+LR32-int (SVDQuant: W4 g64, A4 per token × group 64, smoothing and a rank-32 branch fused).</summary>
+    [Params("FP32", "BF16", "W8A8-int", "W4A8-int", "W4A4-g64+LR32-int")]
     public string Mode { get; set; } = "FP32";
 
     [GlobalSetup]
@@ -52,14 +56,7 @@ public class DiTForwardBenchmarks
         if (Mode == "BF16") { _model.to(ScalarType.BFloat16); _x = _x.to(ScalarType.BFloat16); }
         if (Mode.EndsWith("-int"))
         {
-            var spec = Mode.StartsWith("W8") ? QuantSpec.Weight(8) : QuantSpec.Weight(4, groupSize: 64);
-            ModelSurgery.ReplaceLinears(_model);
-            foreach (var q in ModelSurgery.FindQuantLinears(_model))
-            {
-                var s = q.InFeatures % 64 == 0 ? spec : QuantSpec.Weight(spec.Bits); // first layers with K not /64: per channel
-                q.SetWeightVersion(QuantizedTensor.Quantize(q.Weight, s));
-                q.DefaultConfig = new LayerQuantConfig(s, QuantSpec.Activation(8));
-            }
+            BenchmarkModels.Quantize(_model, Mode); // layers with K not /64: per channel, per token
             _kernel = new IntegerLinearKernel(new KernelOptions { Threads = 2 }) { Strict = true };
             IntegerLinearKernel.Attach(_model, _kernel);
             Forward(); // packs the weights once

@@ -15,7 +15,8 @@ namespace AdaTSQ.Benchmarks;
 /// and the process's peak resident memory), <c>quick-ops</c> (a DiT block's non-linear ops in TorchSharp),
 /// <c>quick-fused</c> (the same ops as the kernels' fused prologue / epilogue), <c>quick-managed [M K N]</c>
 /// (the managed fallback's AVX-VNNI and AVX2 paths beside the native kernel) and <c>quick-block</c>
-/// (one DiT-S/2 block's four integer linears with their fusions). Each figure is the median of several timed runs after
+/// (one DiT-S/2 block's four integer linears with their fusions), <c>quick-lowrank [M K N]</c> (the fused SmoothQuant scale,
+/// SVDQuant branch and QuaRot rotation on one W4A4 g64 linear, interleaved). Each figure is the median of several timed runs after
 /// warm-up; 2 threads.
 /// </summary>
 public static class QuickTiming
@@ -35,7 +36,8 @@ public static class QuickTiming
                 Managed(args.Length > 3 ? int.Parse(args[1]) : 1024, args.Length > 3 ? int.Parse(args[2]) : 1152, args.Length > 3 ? int.Parse(args[3]) : 4608);
                 return true;
             case "quick-dit":
-                Dit(args.Length > 1 ? args[1] : "DiT-S/2-b4", args.Length > 2 ? args[2].Split(',') : ["FP32", "BF16", "W8A8-int", "W4A8-int"]);
+                Dit(args.Length > 1 ? args[1] : "DiT-S/2-b4", args.Length > 2 ? args[2].Split(',') : ["FP32", "BF16", "W8A8-int", "W4A8-int"],
+                    args.Length > 3 ? double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 12);
                 return true;
             case "quick-ops":
                 Ops();
@@ -45,6 +47,9 @@ public static class QuickTiming
                 return true;
             case "quick-block":
                 Block();
+                return true;
+            case "quick-lowrank":
+                LowRank(args.Length > 3 ? int.Parse(args[1]) : 1024, args.Length > 3 ? int.Parse(args[2]) : 1152, args.Length > 3 ? int.Parse(args[3]) : 4608);
                 return true;
             default:
                 return false;
@@ -192,14 +197,7 @@ public static class QuickTiming
             if (mode == "BF16") { Dit.to(ScalarType.BFloat16); var xb = X.to(ScalarType.BFloat16); X.Dispose(); X = xb; }
             if (mode.EndsWith("-int"))
             {
-                var spec = mode.StartsWith("W8") ? QuantSpec.Weight(8) : QuantSpec.Weight(4, groupSize: 64);
-                ModelSurgery.ReplaceLinears(Dit);
-                foreach (var q in ModelSurgery.FindQuantLinears(Dit))
-                {
-                    var s = q.InFeatures % 64 == 0 ? spec : QuantSpec.Weight(spec.Bits);
-                    q.SetWeightVersion(QuantizedTensor.Quantize(q.Weight, s));
-                    q.DefaultConfig = new LayerQuantConfig(s, QuantSpec.Activation(8));
-                }
+                BenchmarkModels.Quantize(Dit, mode);
                 Kernel = new IntegerLinearKernel(new KernelOptions { Threads = 2 }) { Strict = true };
                 IntegerLinearKernel.Attach(Dit, Kernel);
             }
@@ -221,10 +219,10 @@ public static class QuickTiming
         public void Dispose() { Kernel?.Dispose(); Dit.Dispose(); X.Dispose(); T.Dispose(); Y.Dispose(); }
     }
 
-    private static void Dit(string model, string[] modes)
+    private static void Dit(string model, string[] modes, double seconds = 12)
     {
         Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}");
-        if (modes.Length > 1) { Interleaved(model, modes); return; }
+        if (modes.Length > 1) { Interleaved(model, modes, seconds); return; }
         using var c = new DitCase(model, modes[0]);
         var kernel = c.Kernel;
         c.Forward();
@@ -245,7 +243,7 @@ public static class QuickTiming
 
     // All modes built first, then timed in rounds (one forward of each mode per round, the order rotating):
     // drifts of the machine's speed hit every mode alike, and the ratios are medians of per-round ratios.
-    private static void Interleaved(string model, string[] modes)
+    private static void Interleaved(string model, string[] modes, double seconds)
     {
         var cases = modes.Select(m => new DitCase(model, m)).ToList();
         try
@@ -255,7 +253,7 @@ public static class QuickTiming
             var kernel0 = cases.ToDictionary(c => c.Mode, c => c.Kernel?.KernelTime ?? TimeSpan.Zero);
             var total = Stopwatch.StartNew();
             int rounds = 0;
-            while (rounds < 9 || total.Elapsed.TotalSeconds < 12)
+            while (rounds < 9 || total.Elapsed.TotalSeconds < seconds)
             {
                 for (int i = 0; i < cases.Count; i++)
                 {
@@ -282,6 +280,62 @@ public static class QuickTiming
         {
             foreach (var c in cases) c.Dispose();
         }
+    }
+
+    // The fused transforms (ABI 5) on one W4A4 g64 linear with per-group activations, interleaved like quick-dit: one call
+    // of each case per round, the order rotating; ratios are medians of the per-round ratios to "W4A4 g64 a64".
+    private static void LowRank(int m, int k, int n)
+    {
+        Console.WriteLine($"{DateTime.UtcNow:u}  load {File.ReadAllText("/proc/loadavg").Trim()}  isa {NativeKernels.BestIsa}  M={m} K={k} N={n}, 2 threads");
+        torch.manual_seed(0);
+        using var scope = torch.NewDisposeScope();
+        var x = torch.randn(m, k);
+        var (_, w4) = RandomWeightCodes(n, k, new Random(1));
+        using var p4 = PackedWeights.FromInt4(w4, Enumerable.Repeat(0.01f, n * (k / 64)).ToArray(), n, k, groupSize: 64);
+        var opts = new KernelOptions { Threads = 2 };
+        var inv = torch.rand(k) + 0.5;
+        var d16 = torch.randn(16, k) * 0.01; var u16 = torch.randn(n, 16) * 0.01;
+        var d32 = torch.randn(32, k) * 0.01; var u32 = torch.randn(n, 32) * 0.01;
+        using var hadamard = AdaTSQ.Methods.QuaRot.HadamardRotation.Create(k, seed: 0);
+        var lr16 = new LinearTransforms { InputScale = inv, LowRankDown = d16, LowRankUp = u16 };
+        var lr32 = new LinearTransforms { InputScale = inv, LowRankDown = d32, LowRankUp = u32 };
+        var rot = new LinearTransforms { Rotation = hadamard.ToFusedRotation() };
+        var cases = new (string Name, Action Run)[]
+        {
+            ("W4A4 g64 a64", () => { using var y = TorchIntegerGemm.Linear(x, p4, 4, null, 1, opts, null, 64); }),
+            ("W4A8 g64", () => { using var y = TorchIntegerGemm.Linear(x, p4, 8, null, 1, opts); }),
+            ("+ 1/s + LR16 fused", () => { using var y = TorchIntegerGemm.Linear(x, p4, 4, null, 1, opts, null, 64, lr16); }),
+            ("+ 1/s + LR32 fused", () => { using var y = TorchIntegerGemm.Linear(x, p4, 4, null, 1, opts, null, 64, lr32); }),
+            ("+ 1/s + LR32 unfused", () =>
+            {
+                using var s2 = torch.NewDisposeScope();
+                var xt = x * inv;
+                var y = TorchIntegerGemm.Linear(xt, p4, 4, null, 1, opts, null, 64);
+                y.add_(xt.matmul(d32.t()).matmul(u32.t()));
+            }),
+            ($"+ {hadamard.Description.Split(',')[0]} fused", () => { using var y = TorchIntegerGemm.Linear(x, p4, 4, null, 1, opts, null, 64, rot); }),
+            ($"+ {hadamard.Description.Split(',')[0]} unfused", () => { using var xr = hadamard.Rotate(x); using var y = TorchIntegerGemm.Linear(xr, p4, 4, null, 1, opts, null, 64); }),
+        };
+        foreach (var c in cases) { c.Run(); c.Run(); }
+        var times = cases.Select(_ => new List<double>()).ToArray();
+        var total = Stopwatch.StartNew();
+        int rounds = 0;
+        while (rounds < 15 || total.Elapsed.TotalSeconds < 15)
+        {
+            for (int i = 0; i < cases.Length; i++)
+            {
+                int j = (i + rounds) % cases.Length;
+                long t0 = Stopwatch.GetTimestamp();
+                cases[j].Run();
+                times[j].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            }
+            rounds++;
+        }
+        double Med(IEnumerable<double> v) { var a = v.OrderBy(t => t).ToArray(); return a[a.Length / 2]; }
+        Console.WriteLine($"{rounds} rounds (medians; ratio = median over rounds of the case's time / W4A4 g64 a64's)");
+        for (int i = 0; i < cases.Length; i++)
+            Console.WriteLine($"{cases[i].Name,-36} {Med(times[i]),9:F2} ms  (min {times[i].Min():F2})  {Med(times[i].Select((t, r) => t / times[0][r])):F3}x");
+        Console.WriteLine($"load after: {File.ReadAllText("/proc/loadavg").Trim()}");
     }
 
     // The non-linear work of one DiT-S/2 block at batch 4 (1,024 tokens), op by op, fp32 and bf16.

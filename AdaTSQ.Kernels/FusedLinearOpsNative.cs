@@ -48,53 +48,77 @@ internal static class FusedLinearOpsNative
     }
 
     /// <summary>
-    /// Holds <paramref name="ops"/>' tensors for one native call (see <see cref="Interop.PinnedTensor"/>);
-    /// nothing for null. Dispose the result after the call.
+    /// Holds <paramref name="ops"/>' and <paramref name="transforms"/>' tensors for one native call (see
+    /// <see cref="Interop.PinnedTensor"/>); nothing for null. Dispose the result after the call.
     /// </summary>
     /// <exception cref="ObjectDisposedException">A tensor has been disposed (named by its property).</exception>
-    internal static Pinned Pin(FusedLinearOps? ops)
+    internal static Pinned Pin(FusedLinearOps? ops, LinearTransforms? transforms = null)
     {
-        if (ops is null) return default;
-        Interop.PinnedTensor shift = default, scale = default, residual = default, gate = default;
+        if (ops is null && transforms is null) return default;
+        var held = new Interop.PinnedTensor[9];
         try
         {
-            shift = Interop.PinnedTensor.Take(ops.Shift, nameof(FusedLinearOps.Shift));
-            scale = Interop.PinnedTensor.Take(ops.Scale, nameof(FusedLinearOps.Scale));
-            residual = Interop.PinnedTensor.Take(ops.Residual, nameof(FusedLinearOps.Residual));
-            gate = Interop.PinnedTensor.Take(ops.Gate, nameof(FusedLinearOps.Gate));
-            return new Pinned(ops, shift, scale, residual, gate);
+            held[0] = Interop.PinnedTensor.Take(ops?.Shift, nameof(FusedLinearOps.Shift));
+            held[1] = Interop.PinnedTensor.Take(ops?.Scale, nameof(FusedLinearOps.Scale));
+            held[2] = Interop.PinnedTensor.Take(ops?.Residual, nameof(FusedLinearOps.Residual));
+            held[3] = Interop.PinnedTensor.Take(ops?.Gate, nameof(FusedLinearOps.Gate));
+            held[4] = Interop.PinnedTensor.Take(transforms?.InputScale, nameof(LinearTransforms.InputScale));
+            held[5] = Interop.PinnedTensor.Take(transforms?.LowRankDown, nameof(LinearTransforms.LowRankDown));
+            held[6] = Interop.PinnedTensor.Take(transforms?.LowRankUp, nameof(LinearTransforms.LowRankUp));
+            held[7] = Interop.PinnedTensor.Take(transforms?.Rotation?.Signs, "Rotation.Signs");
+            held[8] = Interop.PinnedTensor.Take(transforms?.Rotation?.Dense, "Rotation.Dense");
+            return new Pinned(ops, transforms, held);
         }
         catch
         {
-            shift.Dispose(); scale.Dispose(); residual.Dispose(); gate.Dispose();
+            foreach (var h in held) h.Dispose();
             throw;
         }
     }
 
-    /// <summary>The tensors of one <see cref="FusedLinearOps"/> held for a native call, and the native struct that points into them.</summary>
-    internal readonly struct Pinned(FusedLinearOps? ops, Interop.PinnedTensor shift, Interop.PinnedTensor scale, Interop.PinnedTensor residual, Interop.PinnedTensor gate)
-        : IDisposable
+    /// <summary>The tensors of one <see cref="FusedLinearOps"/> (and <see cref="LinearTransforms"/>) held for a native call, and the native struct that points into them.</summary>
+    internal readonly struct Pinned(FusedLinearOps? ops, LinearTransforms? transforms, Interop.PinnedTensor[]? held) : IDisposable
     {
-        /// <summary>The native struct (all zero without ops); valid until this is disposed.</summary>
-        public unsafe Interop.LinearOps ToNative(long rowsPerSample, long k, long n) => ops is null ? default : new()
+        /// <summary>True when there is a native struct to pass (ops or transforms given).</summary>
+        public bool Any => ops is not null || transforms is not null;
+
+        /// <summary>The native struct (all zero without ops and transforms); valid until this is disposed.</summary>
+        public unsafe Interop.LinearOps ToNative(long rowsPerSample, long k, long n)
         {
-            LayerNorm = ops.LayerNorm ? 1 : 0,
-            Eps = (float)ops.LayerNormEpsilon,
-            Shift = (float*)shift.Address,
-            Scale = (float*)scale.Address,
-            LdMod = k,
-            RowsPerSample = rowsPerSample,
-            Activation = (int)ops.Activation,
-            Residual = (float*)residual.Address,
-            LdResidual = n,
-            Gate = (float*)gate.Address,
-            LdGate = n,
-        };
+            if (held is null) return default;
+            long rank = transforms?.LowRankDown is null ? 0 : transforms.Rank;
+            return new()
+            {
+                LayerNorm = ops?.LayerNorm == true ? 1 : 0,
+                Eps = (float)(ops?.LayerNormEpsilon ?? 1e-6),
+                Shift = (float*)held[0].Address,
+                Scale = (float*)held[1].Address,
+                LdMod = k,
+                RowsPerSample = rowsPerSample,
+                Activation = (int)(ops?.Activation ?? FusedActivation.None),
+                Residual = (float*)held[2].Address,
+                LdResidual = n,
+                Gate = (float*)held[3].Address,
+                LdGate = n,
+                InputScale = (float*)held[4].Address,
+                Rank = rank,
+                LowRankDown = (float*)held[5].Address,
+                LdDown = k,
+                LowRankUp = (float*)held[6].Address,
+                LdUp = rank,
+                RotBlock = transforms?.Rotation?.Block ?? 0,
+                RotOrder = transforms?.Rotation is { } r ? (r.Dense is null ? 1 : k / r.Block) : 0,
+                RotHm = (float*)held[8].Address,
+                RotSigns = (float*)held[7].Address,
+                RotDivisor = (float)(transforms?.Rotation?.Divisor ?? 0),
+            };
+        }
 
         /// <summary>Releases the tensors.</summary>
         public void Dispose()
         {
-            shift.Dispose(); scale.Dispose(); residual.Dispose(); gate.Dispose();
+            if (held is null) return;
+            foreach (var h in held) h.Dispose();
         }
     }
 }

@@ -213,19 +213,29 @@ public static unsafe class IntegerGemm
             int scaleCount = checked(m * (w.K / group));
             var codes = System.Buffers.ArrayPool<sbyte>.Shared.Rent(checked((int)count));
             var scales = System.Buffers.ArrayPool<float>.Shared.Rent(scaleCount);
-            float[]? normed = ops is not null && ops->LayerNorm != 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)count)) : null;
+            bool prologue = ops is not null && (ops->LayerNorm != 0 || ops->InputScale is not null || ops->RotBlock > 0);
+            long rank = ops is null ? 0 : ops->Rank;
+            float[]? normed = prologue ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)count)) : null;
+            float[]? down = rank > 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(checked((int)(m * rank))) : null;
             try
             {
                 fixed (float* pn = normed)
+                fixed (float* pt = down)
                 {
                     var input = x;
-                    if (normed is not null) { ManagedFusedOps.LayerNormModulate(x, m, w.K, ops, pn); input = pn; }
+                    if (normed is not null)
+                    {
+                        ManagedFusedOps.Prologue(x, m, w.K, ops, pn);
+                        input = pn;
+                    }
+                    if (rank > 0) ManagedFusedOps.LowRankDown(input, m, w.K, ops, pt);
                     ManagedGemm.QuantizeRows(new ReadOnlySpan<float>(input, checked((int)count)), m, w.K, group, activationBits, (float)clipRatio,
                         codes.AsSpan(0, (int)count), scales.AsSpan(0, scaleCount), options.EffectiveThreads);
+                    fixed (sbyte* pa = codes)
+                    fixed (float* ps = scales)
+                        Run(pa, m, w, ps, bias, y, outInt32: false, options, operation, activationGroupSize);
+                    if (rank > 0) ManagedFusedOps.LowRankUp(y, m, w.N, ops, pt);  // y = GEMM + bias + branch, then the epilogue
                 }
-                fixed (sbyte* pa = codes)
-                fixed (float* ps = scales)
-                    Run(pa, m, w, ps, bias, y, outInt32: false, options, operation, activationGroupSize);
                 if (ops is not null) ManagedFusedOps.Epilogue(y, m, w.N, ops);
             }
             finally
@@ -233,6 +243,7 @@ public static unsafe class IntegerGemm
                 System.Buffers.ArrayPool<sbyte>.Shared.Return(codes);
                 System.Buffers.ArrayPool<float>.Shared.Return(scales);
                 if (normed is not null) System.Buffers.ArrayPool<float>.Shared.Return(normed);
+                if (down is not null) System.Buffers.ArrayPool<float>.Shared.Return(down);
             }
             return;
         }
@@ -245,7 +256,7 @@ public static unsafe class IntegerGemm
     internal static void LayerNormModulate(float* x, long m, long k, LinearOps* ops, float* y, KernelOptions options)
     {
         var isa = NativeKernels.Resolve(options.Isa);
-        if (isa == KernelIsa.Managed) { ManagedFusedOps.LayerNormModulate(x, m, k, ops, y); return; }
+        if (isa == KernelIsa.Managed) { ManagedFusedOps.Prologue(x, m, k, ops, y); return; }
         NativeMethods.Check(NativeMethods.LayerNormModulate((int)isa, x, m, k, k, ops, y, k, options.EffectiveThreads), "LayerNormModulate");
     }
 

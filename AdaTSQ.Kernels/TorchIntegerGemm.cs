@@ -100,8 +100,11 @@ public static unsafe class TorchIntegerGemm
     /// per-group activation quantization, one scale per row and per group of that many columns of K, folded with the
     /// weight scales per group; it must divide K and be a multiple of the group <paramref name="weights"/> are packed with
     /// (<see cref="ActivationGrouping"/>), else <see cref="NotSupportedException"/>.</param>
+    /// <param name="transforms">The layer's input scale (applied after the prologue, before quantization) and low-rank
+    /// branch (its down-projection during the quantization pass, its up-projection added after the bias, before the
+    /// epilogue), or null: see <see cref="LinearTransforms"/>.</param>
     public static Tensor Linear(Tensor x, PackedWeights weights, int activationBits, Tensor? bias = null, double clipRatio = 1.0, KernelOptions? options = null,
-        FusedLinearOps? ops = null, int activationGroupSize = 0)
+        FusedLinearOps? ops = null, int activationGroupSize = 0, LinearTransforms? transforms = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
@@ -116,15 +119,17 @@ public static unsafe class TorchIntegerGemm
         if (m == 0) throw new ArgumentException("x: has no rows.", nameof(x));
         long[] outShape = [.. x.shape[..^1], weights.N];
         long perSample = ops?.Validate(m, weights.K, weights.N, outShape, "Linear") ?? m;
+        if (transforms is not null && transforms.IsEmpty) transforms = null;
+        transforms?.Validate(weights.K, weights.N, "Linear");
         using var px = PinnedTensor.Take(x, nameof(x));
         using var pb = PinnedTensor.Take(bias, nameof(bias));
-        using var pops = FusedLinearOpsNative.Pin(ops);
+        using var pops = FusedLinearOpsNative.Pin(ops, transforms);
         LinearOps native = pops.ToNative(perSample, weights.K, weights.N);
         var y = torch.empty(outShape, ScalarType.Float32);
         try
         {
             IntegerGemm.LinearFused((float*)px.Address, checked((int)m), weights, activationBits, (float*)pb.Address,
-                (float*)TensorMemory.Address(y), clipRatio, options ?? KernelOptions.Default, "Linear", ops is null ? null : &native, activationGroupSize);
+                (float*)TensorMemory.Address(y), clipRatio, options ?? KernelOptions.Default, "Linear", pops.Any ? &native : null, activationGroupSize);
             return y;  // y, this call's own tensor, is referenced here: not finalized mid-call
         }
         catch { y.Dispose(); throw; }
@@ -146,6 +151,36 @@ public static unsafe class TorchIntegerGemm
         long perSample = ops.Validate(m, k, 1, x.shape, "LayerNormModulate");
         using var px = PinnedTensor.Take(x, nameof(x));
         using var pops = FusedLinearOpsNative.Pin(ops);
+        var native = pops.ToNative(perSample, k, 1);
+        var y = torch.empty(x.shape, ScalarType.Float32);
+        try
+        {
+            IntegerGemm.LayerNormModulate((float*)px.Address, m, k, &native, (float*)TensorMemory.Address(y), options ?? KernelOptions.Default);
+            return y;
+        }
+        catch { y.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// The whole prologue alone, with the code the fused <see cref="Linear"/> runs before quantizing: <paramref name="ops"/>'
+    /// LayerNorm + modulate (when set), then <paramref name="transforms"/>' input scale and rotation (each when set; its
+    /// low-rank branch must be null). So a fused call equals this followed by an unfused call bit for bit. Returns a new tensor.
+    /// </summary>
+    public static Tensor Prologue(Tensor x, FusedLinearOps? ops, LinearTransforms? transforms, KernelOptions? options = null)
+    {
+        CheckCpuContiguous(x, nameof(x), ScalarType.Float32);
+        if (x.Dimensions < 1 || x.numel() == 0) throw new ArgumentException($"x: expected a non-empty tensor [..., K], got shape [{string.Join(", ", x.shape)}].", nameof(x));
+        if (ops is not null && ops.HasEpilogue) throw new ArgumentException("Prologue: ops has an epilogue; pass the prologue only.", nameof(ops));
+        if (transforms is not null && (transforms.LowRankDown is not null || transforms.LowRankUp is not null))
+            throw new ArgumentException("Prologue: the low-rank branch is not prologue work; pass the input scale and the rotation only.", nameof(transforms));
+        if (transforms is not null && transforms.IsEmpty) transforms = null;
+        if (ops is { LayerNorm: false } && ops.Shift is null && ops.Scale is null) ops = null;
+        if (ops is null && transforms is null) throw new ArgumentException("Prologue: nothing to do (no LayerNorm, input scale or rotation).", nameof(ops));
+        long k = x.shape[^1], m = x.numel() / k;
+        long perSample = ops?.Validate(m, k, 1, x.shape, "Prologue") ?? m;
+        transforms?.Validate(k, 1, "Prologue");
+        using var px = PinnedTensor.Take(x, nameof(x));
+        using var pops = FusedLinearOpsNative.Pin(ops, transforms);
         var native = pops.ToNative(perSample, k, 1);
         var y = torch.empty(x.shape, ScalarType.Float32);
         try

@@ -24,4 +24,11 @@ public interface IInputRotation : IDisposable
 
     /// <summary>A copy of this rotation whose tensors live on <paramref name="device"/> (the caller owns both).</summary>
     IInputRotation To(Device device);
+
+    /// <summary>
+    /// This rotation in the form the native integer kernels run in their prologue (float32 CPU tensors, owned by the
+    /// caller: dispose them with a dispose scope), or null when they cannot run it (the default: the rotation then runs
+    /// in TorchSharp before the integer call).
+    /// </summary>
+    AdaTSQ.Kernels.FusedRotation? ToFusedRotation() => null;
 }

@@ -119,6 +119,13 @@ public sealed class IntegerLinearKernel : IDisposable
         return null;
     }
 
+    // True when the native prologue can run the rotation (it has a native form).
+    internal static bool CanFuse(IInputRotation rotation)
+    {
+        using var scope = torch.NewDisposeScope();
+        return rotation.ToFusedRotation() is not null;
+    }
+
     // The weights' own group size for the kernels: 0 for per-channel and per-tensor scales.
     private static int WeightGroupSize(QuantSpec weight) => weight.Granularity == QuantGranularity.PerGroup ? weight.GroupSize : 0;
 
@@ -128,10 +135,16 @@ public sealed class IntegerLinearKernel : IDisposable
     /// <summary>
     /// The layer's output computed on the integer kernels, or null when this call cannot run on them
     /// (see the remarks). Called by <see cref="QuantLinear.forward"/> and, with <paramref name="ops"/>,
-    /// by <see cref="QuantLinear.ForwardFused"/>.
+    /// by <see cref="QuantLinear.ForwardFused"/>. The layer's SmoothQuant factors and SVDQuant low-rank
+    /// branch run inside the integer call (<see cref="LinearTransforms"/>: the input scale <c>1 / s</c> after the
+    /// prologue, then a Hadamard <see cref="QuantLinear.InputRotation"/> (<see cref="IInputRotation.ToFusedRotation"/>),
+    /// the branch's down-projection while each row is quantized, its up-projection added after the bias, before the
+    /// epilogue). A rotation without a native form is applied in TorchSharp before the call (with the smoothing), so a
+    /// call with such a rotation and a prologue in <paramref name="ops"/> is not taken.
     /// </summary>
-    /// <param name="layer">The layer (its packed weight version and bias are used).</param>
-    /// <param name="input">Float32 CPU input <c>[..., K]</c>.</param>
+    /// <param name="layer">The layer (its packed weight version, bias, smoothing, rotation and low-rank branch are used).</param>
+    /// <param name="input">Float32 CPU input <c>[..., K]</c>: the layer's input as its caller has it (before the
+    /// layer's smoothing and rotation; before <paramref name="ops"/>' prologue).</param>
     /// <param name="config">The call's config.</param>
     /// <param name="ops">Work fused into the call (LayerNorm + modulate prologue, activation and gated
     /// residual epilogue), or null; its tensors are made contiguous here when they are not.</param>
@@ -142,6 +155,8 @@ public sealed class IntegerLinearKernel : IDisposable
             why = $"input on {input.device} as {input.dtype}: the integer kernels take float32 CPU tensors.";
         if (why is null && input.requires_grad && torch.is_grad_enabled())
             why = "the input requires gradients: integer inference has no backward pass.";
+        if (why is null && layer.InputRotation is { } r && ops is not null && ops.HasPrologue && !IntegerLinearKernel.CanFuse(r))
+            why = $"the layer's input rotation '{r.Description}' has no native form: the LayerNorm prologue cannot run before it in one call.";
         if (why is not null)
         {
             if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return null; // full precision: nothing to run
@@ -154,13 +169,29 @@ public sealed class IntegerLinearKernel : IDisposable
         var packed = Packed(layer, config.Weight, activationGroup);
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
+        LinearTransforms? transforms = null;
+        var inverseSmoothing = layer.InverseInputSmoothing;
+        var rotation = layer.InputRotation?.ToFusedRotation();  // null: no rotation, or one without a native form
+        if (layer.InputRotation is not null && rotation is null)
+        {
+            x = layer.TransformedInput(x).contiguous();  // (x / s)·Rᵀ in TorchSharp; the branch, if any, then acts on it
+            inverseSmoothing = null;
+        }
+        if (inverseSmoothing is not null || rotation is not null || layer.LowRank is not null)
+            transforms = new LinearTransforms
+            {
+                Rotation = rotation,
+                InputScale = inverseSmoothing?.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
+                LowRankDown = layer.LowRank?.Down.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
+                LowRankUp = layer.LowRank?.Up.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
+            };
         var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
         var fused = ops is null ? null : new FusedLinearOps
         {
             LayerNorm = ops.LayerNorm, LayerNormEpsilon = ops.LayerNormEpsilon, Activation = ops.Activation,
             Shift = ops.Shift?.contiguous(), Scale = ops.Scale?.contiguous(), Residual = ops.Residual?.contiguous(), Gate = ops.Gate?.contiguous(),
         };
-        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused, activationGroup);
+        var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused, activationGroup, transforms);
         var result = y.MoveToOuterDisposeScope();
         Interlocked.Increment(ref _integerCalls);
         Interlocked.Add(ref _kernelTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);

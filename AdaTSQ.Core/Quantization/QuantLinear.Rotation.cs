@@ -15,8 +15,9 @@ public sealed partial class QuantLinear
     /// The input rotation <c>R</c> (orthogonal, <c>[in, in]</c>), or null: when set, a quantized call computes
     /// <c>Q((x / s)·Rᵀ) · Q(W·diag(s)·Rᵀ)ᵀ + b</c> (smoothing <c>s</c>, if any, first), which equals
     /// <c>x·Wᵀ + b</c> in exact arithmetic but spreads activation outliers over all channels (QuaRot,
-    /// arXiv 2404.00456). Full-precision calls ignore it. The rotation runs in TorchSharp on every quantized
-    /// call (also in front of the integer kernels): it is not yet fused into the native kernel prologue.
+    /// arXiv 2404.00456). Full-precision calls ignore it. The rotation runs on every quantized call: in the
+    /// native prologue of the integer kernels when it has a native form (<see cref="IInputRotation.ToFusedRotation"/>;
+    /// <c>HadamardRotation</c> has), else in TorchSharp.
     /// </summary>
     public IInputRotation? InputRotation => _rotation;
 
@@ -37,6 +38,12 @@ public sealed partial class QuantLinear
         DisposeRotation();
         _rotation = rotation?.To(weight.device);
     }
+
+    // 1 / s of the smoothing (the integer kernels multiply each row by it), or null.
+    internal Tensor? InverseInputSmoothing => _inverseSmoothing;
+
+    // The input a quantized call works on, always a new tensor (an alias when nothing transforms it).
+    internal Tensor TransformedInput(Tensor input) => TransformInput(input) ?? input.alias();
 
     // The input a quantized call works on: x / s (smoothing) then ·Rᵀ (rotation); null when neither is set.
     private Tensor? TransformInput(Tensor input)

@@ -106,10 +106,11 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
         if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
+        // The integer kernels take the untransformed input: smoothing and the low-rank branch run inside the call.
+        if (IntegerKernel?.TryForward(this, input, config) is { } integer) return integer;
         // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
         using var smoothed = TransformInput(input);
         var scaled = smoothed ?? input;
-        if (IntegerKernel?.TryForward(this, scaled, config) is { } integer) return AddLowRank(integer, scaled);
         var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
         if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, bias), scaled);
         using var x = QuantizeInput(scaled, config.Activation);
@@ -120,18 +121,17 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     /// <c>ops.ComposeEpilogue(this(ops.ComposePrologue(input)))</c>: the layer with the element-wise work
     /// around it (DiT's LayerNorm + modulate before, GELU or gated residual after). When the
     /// <see cref="IntegerKernel"/> takes the call, it runs as one fused integer call (the prologue
-    /// applied to each row as it is quantized, the epilogue on each output tile); otherwise — no
-    /// kernel, an unsupported config, an <see cref="Observer"/>, SmoothQuant factors, an <see cref="InputRotation"/>
-    /// or a low-rank branch — as those TorchSharp ops around an ordinary call, so calibration sees the same inputs as
-    /// before. (Fusing the rotation's fast Walsh–Hadamard transform into the native prologue, and the branch — its
-    /// down-projection in the activation quantization pass, its up-projection in the epilogue, as nunchaku does — is
-    /// planned.)
+    /// applied to each row as it is quantized, then the SmoothQuant input scale and the SVDQuant branch's
+    /// down-projection, with a Hadamard <see cref="InputRotation"/> between them its fast Walsh–Hadamard transform;
+    /// the branch's up-projection, then the epilogue, on each output tile); otherwise — no kernel, an unsupported
+    /// config, an <see cref="Observer"/>, or a rotation without a native form under a LayerNorm prologue — as those
+    /// TorchSharp ops around an ordinary call, so calibration sees the same inputs as before.
     /// </summary>
     public Tensor ForwardFused(Tensor input, FusedLinearOps ops)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(ops);
-        if (IntegerKernel is { } kernel && Observer is null && _inverseSmoothing is null && _rotation is null && _lowRank is null
+        if (IntegerKernel is { } kernel && Observer is null && (_rotation is null || !ops.HasPrologue || IntegerLinearKernel.CanFuse(_rotation))
             && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.shape.Length > 0 && input.shape[^1] == InFeatures
             && !(input.requires_grad && torch.is_grad_enabled()))
         {

@@ -54,13 +54,30 @@ internal unsafe struct LinearOps
     public long LdResidual;
     public float* Gate;
     public long LdGate;
+    /// <summary>ABI 5: <c>[K]</c> multiplier of each prologue row (SmoothQuant's 1 / s), or null (<c>input_scale</c>).</summary>
+    public float* InputScale;
+    /// <summary>ABI 5: rank of the low-rank branch, 0 = none (<c>rank</c>).</summary>
+    public long Rank;
+    /// <summary>ABI 5: <c>[rank, LdDown]</c> down factor L2 (<c>lr_down</c>).</summary>
+    public float* LowRankDown;
+    public long LdDown;
+    /// <summary>ABI 5: <c>[N, LdUp]</c> up factor L1 (<c>lr_up</c>).</summary>
+    public float* LowRankUp;
+    public long LdUp;
+    /// <summary>ABI 5: the rotation's power-of-two segment, 0 = no rotation (<c>rot_block</c>).</summary>
+    public long RotBlock;
+    /// <summary>ABI 5: order m of the dense factor, 1 = none (<c>rot_order</c>).</summary>
+    public long RotOrder;
+    public float* RotHm;
+    public float* RotSigns;
+    public float RotDivisor;
 }
 
 /// <summary>P/Invoke declarations of libadatsq_kernels (source-generated; all arguments blittable).</summary>
 internal static unsafe partial class NativeMethods
 {
     public const string Library = "adatsq_kernels";
-    public const int AbiVersion = 4;
+    public const int AbiVersion = 5;
 
     [LibraryImport(Library, EntryPoint = "adatsq_abi_version")]
     public static partial int AbiVersionOf();

@@ -32,6 +32,95 @@ internal static unsafe class ManagedFusedOps
         }
     }
 
+    /// <summary>The whole prologue of ops into y: LayerNorm + modulate, the input scale, the rotation (each when set; x may be y).</summary>
+    public static void Prologue(float* x, long m, long k, LinearOps* ops, float* y)
+    {
+        float* src = x;
+        if (ops->LayerNorm != 0) { LayerNormModulate(x, m, k, ops, y); src = y; }
+        if (ops->InputScale is not null) { ScaleInput(src, m, k, ops->InputScale, y); src = y; }
+        if (ops->RotBlock > 0)
+        {
+            if (src != y) Buffer.MemoryCopy(src, y, m * k * sizeof(float), m * k * sizeof(float));
+            Rotate(y, m, k, ops);
+        }
+    }
+
+    /// <summary>The rotation of ops on each row of x, in place (the same operations, in the same order, as native/src/fused_ops.inc).</summary>
+    public static void Rotate(float* x, long m, long k, LinearOps* ops)
+    {
+        long b = ops->RotBlock, order = ops->RotOrder;
+        var tmp = order > 1 ? new float[k] : null;
+        for (long r = 0; r < m; r++)
+        {
+            float* row = x + r * k;
+            if (ops->RotSigns is not null)
+                for (long i = 0; i < k; i++) row[i] *= ops->RotSigns[i];
+            for (long s0 = 0; s0 < k; s0 += b)
+                for (long h = 1; h < b; h *= 2)
+                    for (long i = 0; i < b; i += 2 * h)
+                        for (long j = 0; j < h; j++)
+                        {
+                            float a = row[s0 + i + j], c = row[s0 + i + j + h];
+                            row[s0 + i + j] = a + c;
+                            row[s0 + i + j + h] = a - c;
+                        }
+            if (order > 1)
+            {
+                for (long i = 0; i < order; i++)
+                {
+                    float* hrow = ops->RotHm + i * order;
+                    for (long c = 0; c < b; c++)
+                    {
+                        float v = hrow[0] * row[c];
+                        for (long j = 1; j < order; j++) v += hrow[j] * row[j * b + c];
+                        tmp![i * b + c] = v;
+                    }
+                }
+                for (long i = 0; i < k; i++) row[i] = tmp![i];
+            }
+            float d = ops->RotDivisor;
+            for (long i = 0; i < k; i++) row[i] /= d;
+        }
+    }
+
+    /// <summary>y[i, j] = x[i, j] · s[j] (in place when y == x): the input scale of the prologue.</summary>
+    public static void ScaleInput(float* x, long m, long k, float* s, float* y)
+    {
+        for (long i = 0; i < m; i++)
+        {
+            float* row = x + i * k, outRow = y + i * k;
+            for (long j = 0; j < k; j++) outRow[j] = row[j] * s[j];
+        }
+    }
+
+    /// <summary>t[i, j] = x[i, :] · down[j, :] for the low-rank branch (rank ops->Rank), summed in double then rounded.</summary>
+    public static void LowRankDown(float* x, long m, long k, LinearOps* ops, float* t)
+    {
+        long rank = ops->Rank;
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < rank; j++)
+            {
+                float* row = x + i * k, d = ops->LowRankDown + j * ops->LdDown;
+                double sum = 0;
+                for (long c = 0; c < k; c++) sum += (double)row[c] * d[c];
+                t[i * rank + j] = (float)sum;
+            }
+    }
+
+    /// <summary>y[i, c] += Σ_j t[i, j] · up[c, j]: the low-rank branch added after the bias, before the activation.</summary>
+    public static void LowRankUp(float* y, long m, long n, LinearOps* ops, float* t)
+    {
+        long rank = ops->Rank;
+        for (long i = 0; i < m; i++)
+            for (long c = 0; c < n; c++)
+            {
+                float* u = ops->LowRankUp + c * ops->LdUp, ti = t + i * rank;
+                double sum = 0;
+                for (long j = 0; j < rank; j++) sum += (double)ti[j] * u[j];
+                y[i * n + c] += (float)sum;
+            }
+    }
+
     public static void Epilogue(float* y, long m, long n, LinearOps* ops)
     {
         for (long i = 0; i < m; i++)

@@ -58,6 +58,17 @@ public class NativeArgumentCheckTests
         public long LdResidual;
         public IntPtr Gate;
         public long LdGate;
+        public IntPtr InputScale;
+        public long Rank;
+        public IntPtr LowRankDown;
+        public long LdDown;
+        public IntPtr LowRankUp;
+        public long LdUp;
+        public long RotBlock;
+        public long RotOrder;
+        public IntPtr RotHm;
+        public IntPtr RotSigns;
+        public float RotDivisor;
     }
 
     [DllImport(Lib, EntryPoint = "adatsq_gemm")]
@@ -141,6 +152,13 @@ public class NativeArgumentCheckTests
         {
             LayerNorm = 1, Eps = 1e-6f, Shift = Shift, Scale = Shift, LdMod = K, RowsPerSample = 1,
             Activation = 1, Residual = Residual, LdResidual = N, Gate = Gate, LdGate = N,
+        };
+
+        /// <summary>FusedOps with an input scale, a rotation (block 2, order 5) and a rank-2 low-rank branch (down [2, K], up [N, 2]).</summary>
+        public Ops FusedOpsWithBranch() => FusedOps() with
+        {
+            InputScale = WeightScale, Rank = 2, LowRankDown = Shift, LdDown = K, LowRankUp = Shift, LdUp = 2,
+            RotBlock = 2, RotOrder = K / 2, RotHm = WeightScale, RotSigns = WeightScale, RotDivisor = 3.1622777f,  // H_5 ⊗ H_2 shape (values: ones)
         };
 
         public void Dispose()
@@ -299,6 +317,24 @@ public class NativeArgumentCheckTests
         yield return Case("gate without residual", Same, Call, o => o with { Residual = IntPtr.Zero }, "ops->gate needs ops->residual");
         yield return Case("ld_gate < n", Same, Call, o => o with { LdGate = N - 1 }, "ops->ld_gate = 4 is less than n = 5");
         yield return Case("ld_mod overflows", Same, Call, o => o with { LdMod = long.MaxValue / 2 }, "ops->ld_mod");
+        // ABI 5: the low-rank branch (the valid form is FusedOpsWithBranch: rank 2, down [2, K], up [N, 2]).
+        yield return Case("rank = -1", Same, Call, o => o with { Rank = -1, LowRankDown = IntPtr.Zero, LowRankUp = IntPtr.Zero }, "ops->rank = -1: must be 0");
+        yield return Case("rank above the bound", Same, Call, o => o with { Rank = 1025, LdUp = 1025 }, "ops->rank = 1025: must be 0 (no low-rank branch) to 1024");
+        yield return Case("rank with lr_down = NULL", Same, Call, o => o with { LowRankDown = IntPtr.Zero }, "ops->rank = 2 needs ops->lr_down");
+        yield return Case("rank with lr_up = NULL", Same, Call, o => o with { LowRankUp = IntPtr.Zero }, "ops->rank = 2 needs ops->lr_down [rank, K] and ops->lr_up");
+        yield return Case("factors with rank 0", Same, Call, o => o with { Rank = 0 }, "ops->lr_down / ops->lr_up are set but ops->rank is 0");
+        yield return Case("ld_down < k", Same, Call, o => o with { LdDown = K - 1 }, "ops->ld_down = 9 is less than k = 10");
+        yield return Case("ld_up < rank", Same, Call, o => o with { LdUp = 1 }, "ops->ld_up = 1 is less than rank = 2");
+        yield return Case("rot_block = -2", Same, Call, o => o with { RotBlock = -2 }, "ops->rot_block = -2: must be 0");
+        yield return Case("rot_block not a power of two", Same, Call, o => o with { RotBlock = 5, RotOrder = 1, RotHm = IntPtr.Zero }, "ops->rot_block = 5: must be a power of two dividing k = 10");
+        yield return Case("rot_block not dividing k", Same, Call, o => o with { RotBlock = 4, RotOrder = 1, RotHm = IntPtr.Zero }, "ops->rot_block = 4: must be a power of two dividing k = 10");
+        yield return Case("rot_order wrong", Same, Call, o => o with { RotOrder = 3 }, "ops->rot_order = 3: must be 1 or k / rot_block = 5");
+        yield return Case("rot_order > 1 without rot_hm", Same, Call, o => o with { RotHm = IntPtr.Zero }, "ops->rot_hm must be set exactly when ops->rot_order > 1");
+        yield return Case("rot_hm with rot_order 1", Same, Call, o => o with { RotOrder = 1 }, "ops->rot_hm must be set exactly when ops->rot_order > 1");
+        yield return Case("rot_divisor = 0", Same, Call, o => o with { RotDivisor = 0f }, "ops->rot_divisor = 0");
+        yield return Case("rot_divisor = inf", Same, Call, o => o with { RotDivisor = float.PositiveInfinity }, "ops->rot_divisor = inf");
+        yield return Case("rot_signs without rot_block", Same, Call, o => o with { RotBlock = 0 }, "ops->rot_hm / ops->rot_signs are set but ops->rot_block is 0");
+        yield return Case("ld_down overflows", Same, Call, o => o with { LdDown = long.MaxValue / 2 + 1 }, "the low-rank branch overflows");
     }
 
     [TestCaseSource(nameof(BadLinearArguments))]
@@ -308,8 +344,31 @@ public class NativeArgumentCheckTests
         using var buf = new Buffers();
         var a = args(buf.Gemm(BestNativeIsa()));
         var c = call((K, 8, 1f, false));
-        var o = ops(buf.FusedOps());
+        var o = ops(buf.FusedOpsWithBranch());
         AssertRefused(LinearEx(ref a, c.NullX ? IntPtr.Zero : buf.X, c.Ldx, c.Bits, c.Clip, ref o), message);
+    }
+
+    [Test]
+    public void TheInputScaleAndTheBranchAreTakenByTheLinearCallOnly([ValueSource(nameof(NativePaths))] string path)
+    {
+        var isa = NativeKernels.ParseIsa(path);
+        NativeTestSupport.RequireIsa(isa);
+        using var buf = new Buffers();
+        var args = buf.Gemm(isa);
+        var ops = buf.FusedOpsWithBranch();
+        Assert.That(LinearEx(ref args, buf.X, K, 8, 1f, ref ops), Is.EqualTo(NativeStatus.Ok), $"the valid call: {LastError}");
+        // The prologue call runs the input scale and the rotation (prologue work), not the branch.
+        var prologue = buf.FusedOpsWithBranch() with { Rank = 0, LowRankDown = IntPtr.Zero, LowRankUp = IntPtr.Zero };
+        Assert.That(LayerNormModulate((int)isa, buf.X, M, K, K, ref prologue, buf.C, K, 1), Is.EqualTo(NativeStatus.Ok), $"the valid prologue call: {LastError}");
+        var branch = buf.FusedOpsWithBranch();
+        AssertRefused(LayerNormModulate((int)isa, buf.X, M, K, K, ref branch, buf.C, K, 1), "taken by adatsq_linear_ex only");
+        var epilogue = buf.FusedOps() with { LayerNorm = 0, Shift = IntPtr.Zero, Scale = IntPtr.Zero };
+        var withScale = epilogue with { InputScale = buf.Shift };
+        AssertRefused(ApplyEpilogue((int)isa, buf.C, M, N, N, ref withScale, 1), "prologue work");
+        var withRotation = epilogue with { RotBlock = 2, RotOrder = 1, RotDivisor = 1f };
+        AssertRefused(ApplyEpilogue((int)isa, buf.C, M, N, N, ref withRotation, 1), "prologue work");
+        var withBranch = epilogue with { Rank = 2, LowRankDown = buf.Shift, LdDown = K, LowRankUp = buf.Shift, LdUp = 2 };
+        AssertRefused(ApplyEpilogue((int)isa, buf.C, M, N, N, ref withBranch, 1), "taken by adatsq_linear_ex only");
     }
 
     [Test]
@@ -341,7 +400,7 @@ public class NativeArgumentCheckTests
         AssertRefused(LayerNormModulate(isa, buf.X, M, K, K, ref ops, IntPtr.Zero, K, 1), "must not be NULL");
         AssertRefused(LayerNormModulate(isa, buf.X, M, K, K, ref ops, buf.C, K, 0), "threads = 0");
         var noLayerNorm = ops with { LayerNorm = 0, Shift = IntPtr.Zero, Scale = IntPtr.Zero };
-        AssertRefused(LayerNormModulate(isa, buf.X, M, K, K, ref noLayerNorm, buf.C, K, 1), "ops->layer_norm must be 1");
+        AssertRefused(LayerNormModulate(isa, buf.X, M, K, K, ref noLayerNorm, buf.C, K, 1), "ops has no prologue");
         Assert.That(LayerNormModulate(isa, buf.X, M, K, K, ref ops, buf.C, K, 1), Is.EqualTo(NativeStatus.Ok), "the valid call");
 
         AssertRefused(ApplyEpilogue(isa, buf.C, M, 0, N, ref ops, 1), "m and n must be positive");

@@ -85,14 +85,14 @@ public class QuantLinearLowRankTests
         s.Dispose(); up.Dispose(); down.Dispose();
     }
     [Test]
-    public void OnTheIntegerKernelsTheBranchIsAddedToTheGemmAndTheFusedCallFallsBack()
+    public void OnTheIntegerKernelsTheBranchRunsInsideTheIntegerCallAlsoFused()
     {
         using var noGrad = torch.no_grad();
         torch.manual_seed(26);
         using var layer = new QuantLinear("fc", nn.Linear(16, 12));
         using var up = TestTensors.Randn(22, 12, 3) * 0.1;
         using var down = TestTensors.Randn(23, 3, 16) * 0.1;
-        layer.SetLowRankBranch(up, down);   // no smoothing: only the branch keeps the fused call from the kernels
+        layer.SetLowRankBranch(up, down);   // no smoothing: the branch alone
         using var x = TestTensors.Randn(25, 5, 16);
         var spec = QuantSpec.Weight(8);
         using (var w = layer.SmoothedWeight()) layer.SetWeightVersion(QuantizedTensor.Quantize(w, spec));
@@ -102,8 +102,8 @@ public class QuantLinearLowRankTests
         layer.IntegerKernel = kernel;
         using var integer = layer.call(x);
         Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
-        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5), "GEMM on the kernels + the branch in torch");
-        // The fused call cannot fuse the branch yet: it runs the ops around an ordinary (integer) call.
+        Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5), "GEMM and branch in one integer call");
+        // The fused call runs the branch's up-projection before the GELU, inside the same integer call.
         var ops = new FusedLinearOps { Activation = FusedActivation.GeluTanh };
         using var fused = layer.ForwardFused(x, ops);
         using var composed = ops.ComposeEpilogue(simulated);

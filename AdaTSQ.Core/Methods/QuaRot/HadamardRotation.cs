@@ -117,6 +117,15 @@ public sealed class HadamardRotation : IInputRotation
         return (y.reshape(shape) / norm).MoveToOuterDisposeScope();
     }
 
+    /// <inheritdoc />
+    public global::AdaTSQ.Kernels.FusedRotation ToFusedRotation() => new()
+    {
+        Signs = _signs?.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
+        Block = Block,
+        Dense = _hm?.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
+        Divisor = Construction == HadamardConstruction.BlockDiagonal ? Math.Sqrt(Block) : Math.Sqrt(Size),
+    };
+
     /// <summary>The dense matrix <c>R</c> <c>[K, K]</c> (float64, CPU) — for tests and analysis; O(K²) memory.</summary>
     public Tensor Matrix()
     {

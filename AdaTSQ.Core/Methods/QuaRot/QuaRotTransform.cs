@@ -11,9 +11,9 @@ namespace AdaTSQ.Methods.QuaRot;
 /// with activation outliers spread over all channels so that 4-bit per-token activations keep the other channels.
 /// The rotation needs no data; the statistics of the rotated inputs are derived (<see cref="LayerStatistics.Rotated"/>:
 /// the Hessian exactly, so GPTQ quantizes the rotated weight against the rotated Hessian; static ranges only as bounds).
-/// Runs after SmoothQuant when both are used (smoothing, then rotation); the rotation runs in TorchSharp on every
-/// quantized call (not folded into neighbouring layers, not yet fused into the native kernel prologue: see
-/// <c>docs/quarot.md</c>).
+/// Runs after SmoothQuant when both are used (smoothing, then rotation); the rotation runs online on every quantized
+/// call (not folded into neighbouring layers): in the native kernel prologue on the CPU integer kernels, in TorchSharp
+/// otherwise (see <c>docs/quarot.md</c>).
 /// </summary>
 public sealed class QuaRotTransform : ILayerTransform
 {

@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define ADATSQ_ABI_VERSION 4
+#define ADATSQ_ABI_VERSION 5
 #define ADATSQ_NR 48 /* columns per packed weight panel */
 
 #if defined(_WIN32)
@@ -111,11 +111,16 @@ ADATSQ_API int32_t adatsq_gemm(const adatsq_gemm_args* args);
 ADATSQ_API int32_t adatsq_linear(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip);
 
 /* Element-wise work fused around a linear layer (adatsq_linear_ex); every field 0 / NULL = none.
- * Prologue, on each row of x before it is quantized: LayerNorm without affine parameters (biased
- * variance, eps inside the square root, as torch.nn.LayerNorm), then x * (1 + scale) + shift with
- * the row's sample (row i belongs to sample i / rows_per_sample): DiT's adaLN "modulate".
- * Epilogue, on each output element after scales and bias: the activation, then
- * c = residual + gate * c (residual [M, ld_residual], may be c itself; gate per sample, NULL = 1). */
+ * Prologue, on each row of x before it is quantized, in this order: LayerNorm without affine parameters
+ * (biased variance, eps inside the square root, as torch.nn.LayerNorm), then x * (1 + scale) + shift with
+ * the row's sample (row i belongs to sample i / rows_per_sample): DiT's adaLN "modulate"; then (ABI 5)
+ * x[k] *= input_scale[k] (SmoothQuant: input_scale = 1 / s). The row so transformed (x~) is quantized and,
+ * with a low-rank branch (ABI 5, rank > 0), multiplied by the branch's down-projection: t[m, :] = x~ . down^T
+ * (float32, in a per-call buffer of rank floats per row).
+ * Epilogue, on each output element after scales and bias: (ABI 5) the branch's up-projection
+ * c[m, n] += sum_j t[m, j] * up[n, j]; then the activation, then c = residual + gate * c
+ * (residual [M, ld_residual], may be c itself; gate per sample, NULL = 1). So the call is
+ * y = Q(x~) Q(W)^T + bias + x~ down^T up^T, then the activation, then residual + gate * y. */
 #define ADATSQ_ACT_NONE 0
 #define ADATSQ_ACT_GELU_TANH 1 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 
@@ -131,17 +136,39 @@ typedef struct adatsq_linear_ops {
   int64_t ld_residual;      /* >= N when residual is set */
   const float* gate;        /* [samples, ld_gate] or NULL; needs residual */
   int64_t ld_gate;          /* >= N when gate is set */
+  /* ABI version 5: input_scale is prologue work (adatsq_linear_ex and adatsq_layernorm_modulate; adatsq_apply_epilogue
+   * refuses it), the branch is taken by adatsq_linear_ex only: */
+  const float* input_scale; /* [K] or NULL: multiplies each prologue row per channel, before quantization */
+  int64_t rank;             /* 0 (no low-rank branch) .. ADATSQ_MAX_RANK */
+  const float* lr_down;     /* [rank, ld_down] float32 (SVDQuant's L2) when rank > 0, else NULL */
+  int64_t ld_down;          /* >= K when rank > 0 */
+  const float* lr_up;       /* [N, ld_up] float32 (SVDQuant's L1) when rank > 0, else NULL */
+  int64_t ld_up;            /* >= rank when rank > 0 */
+  /* ABI version 5: QuaRot's online rotation of each prologue row, after the input scale, before quantization and
+   * the low-rank down-projection: x <- x * rot_signs (when set); the row, cut into K / rot_block segments of
+   * rot_block, gets the unnormalized fast Walsh-Hadamard transform (Sylvester order, butterflies h = 1, 2, 4, ...)
+   * on each segment; with rot_order m > 1 (then K = m * rot_block) segment i becomes sum_j rot_hm[i, j] * segment j
+   * (H_m (x) H_rot_block); then every element is divided by rot_divisor (sqrt(K) Kronecker, sqrt(rot_block)
+   * block-diagonal). rot_block 0 = no rotation. adatsq_layernorm_modulate runs it too (it is prologue work). */
+  int64_t rot_block;        /* 0, or a power of two dividing K */
+  int64_t rot_order;        /* 1, or m = K / rot_block with rot_hm [m, m] */
+  const float* rot_hm;      /* [rot_order, rot_order] row-major when rot_order > 1, else NULL */
+  const float* rot_signs;   /* [K] or NULL */
+  float rot_divisor;        /* > 0 and finite when rot_block > 0 */
 } adatsq_linear_ops;
+
+#define ADATSQ_MAX_RANK 1024 /* largest low-rank branch rank adatsq_linear_ex takes */
 
 /* adatsq_linear with the prologue / epilogue of ops (NULL: none, the same as adatsq_linear). */
 ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* args, const float* x, int64_t ldx, int32_t abits, float clip,
                                     const adatsq_linear_ops* ops);
 
-/* The prologue of ops alone: out[m, ldo] = modulate(LayerNorm(x[m, ldx])) (ops->layer_norm must be 1). */
+/* The prologue of ops alone: out[m, ldo] = rotate(modulate(LayerNorm(x[m, ldx])) * input_scale), each step when set
+ * (ops must have one: layer_norm, input_scale or rot_block; no low-rank branch). */
 ADATSQ_API int32_t adatsq_layernorm_modulate(int32_t isa, const float* x, int64_t m, int64_t k, int64_t ldx,
                                              const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads);
 
-/* The epilogue of ops alone, in place on c [m, ldc] floats (n columns). */
+/* The epilogue of ops alone, in place on c [m, ldc] floats (n columns); ops must have no prologue and no branch. */
 ADATSQ_API int32_t adatsq_apply_epilogue(int32_t isa, float* c, int64_t m, int64_t n, int64_t ldc,
                                          const adatsq_linear_ops* ops, int32_t threads);
 

@@ -123,10 +123,46 @@ int32_t check_activation_scales(const adatsq_gemm_args* p) {
   return ADATSQ_OK;
 }
 
-// The fused ops of adatsq_linear_ex / adatsq_layernorm_modulate / adatsq_apply_epilogue on m rows
-// of k inputs and n outputs.
-int32_t check_ops(const adatsq_linear_ops* o, int64_t m, int64_t k, int64_t n) {
+// The fused ops of adatsq_linear_ex / adatsq_layernorm_modulate / adatsq_apply_epilogue on m rows of k inputs and n
+// outputs. extended_prologue: the ABI 5 input scale and rotation are allowed (the linear call and the prologue call);
+// branch: the ABI 5 low-rank branch is allowed (the linear call).
+int32_t check_ops(const adatsq_linear_ops* o, int64_t m, int64_t k, int64_t n, bool extended_prologue, bool branch) {
   if (!o) return ADATSQ_OK;
+  if (!extended_prologue)
+    ADATSQ_REQUIRE(!o->input_scale && o->rot_block == 0 && !o->rot_hm && !o->rot_signs,
+                   "ops->input_scale and the rotation (rot_block, rot_hm, rot_signs) are prologue work: not taken by this call");
+  if (!branch) {
+    ADATSQ_REQUIRE(o->rank == 0 && !o->lr_down && !o->lr_up,
+                   "the low-rank branch (rank, lr_down, lr_up) is taken by adatsq_linear_ex only");
+  } else {
+    ADATSQ_REQUIRE(o->rank >= 0 && o->rank <= ADATSQ_MAX_RANK, "ops->rank = %lld: must be 0 (no low-rank branch) to %d",
+                   (long long)o->rank, ADATSQ_MAX_RANK);
+    if (o->rank == 0) {
+      ADATSQ_REQUIRE(!o->lr_down && !o->lr_up, "ops->lr_down / ops->lr_up are set but ops->rank is 0");
+    } else {
+      ADATSQ_REQUIRE(o->lr_down && o->lr_up, "ops->rank = %lld needs ops->lr_down [rank, K] and ops->lr_up [N, rank] (one is NULL)",
+                     (long long)o->rank);
+      ADATSQ_REQUIRE(o->ld_down >= k, "ops->ld_down = %lld is less than k = %lld", (long long)o->ld_down, (long long)k);
+      ADATSQ_REQUIRE(o->ld_up >= o->rank, "ops->ld_up = %lld is less than rank = %lld", (long long)o->ld_up, (long long)o->rank);
+      ADATSQ_REQUIRE(product_fits(o->rank, o->ld_down) && product_fits(n, o->ld_up) && product_fits(m, o->rank),
+                     "the low-rank branch overflows 64-bit offsets (rank = %lld, ld_down = %lld, ld_up = %lld)", (long long)o->rank,
+                     (long long)o->ld_down, (long long)o->ld_up);
+    }
+  }
+  // The rotation: a power-of-two segment dividing K; a dense factor of order K / rot_block, or none.
+  ADATSQ_REQUIRE(o->rot_block >= 0, "ops->rot_block = %lld: must be 0 (no rotation) or a power of two dividing k", (long long)o->rot_block);
+  if (o->rot_block == 0) {
+    ADATSQ_REQUIRE(!o->rot_hm && !o->rot_signs, "ops->rot_hm / ops->rot_signs are set but ops->rot_block is 0");
+  } else {
+    ADATSQ_REQUIRE((o->rot_block & (o->rot_block - 1)) == 0 && k % o->rot_block == 0,
+                   "ops->rot_block = %lld: must be a power of two dividing k = %lld", (long long)o->rot_block, (long long)k);
+    ADATSQ_REQUIRE(o->rot_order == 1 || o->rot_order == k / o->rot_block,
+                   "ops->rot_order = %lld: must be 1 or k / rot_block = %lld", (long long)o->rot_order, (long long)(k / o->rot_block));
+    ADATSQ_REQUIRE((o->rot_order > 1) == (o->rot_hm != nullptr), "ops->rot_hm must be set exactly when ops->rot_order > 1 (rot_order = %lld)",
+                   (long long)o->rot_order);
+    ADATSQ_REQUIRE(o->rot_divisor > 0.f && o->rot_divisor <= 3.4e38f, "ops->rot_divisor = %g: must be positive and finite",
+                   (double)o->rot_divisor);
+  }
   ADATSQ_REQUIRE(o->layer_norm == 0 || o->layer_norm == 1, "ops->layer_norm = %d: must be 0 or 1", (int)o->layer_norm);
   ADATSQ_REQUIRE(!o->layer_norm || o->eps > 0.f, "ops->eps = %g: must be positive", (double)o->eps);
   ADATSQ_REQUIRE(!(o->shift || o->scale) || o->layer_norm, "ops->shift / ops->scale need ops->layer_norm");
@@ -270,7 +306,7 @@ ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* p, const float* x, i
   return guarded([&]() -> int32_t {
     int32_t status = check_gemm(p);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, p->m, p->k, p->n)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, p->m, p->k, p->n, true, true)) != ADATSQ_OK) return status;
     ADATSQ_REQUIRE(x, "x is NULL");
     ADATSQ_REQUIRE(ldx >= p->k, "ldx = %lld is less than k = %lld", (long long)ldx, (long long)p->k);
     ADATSQ_REQUIRE(product_fits(p->m, ldx), "ldx = %lld overflows 64-bit offsets", (long long)ldx);
@@ -288,6 +324,7 @@ ADATSQ_API int32_t adatsq_linear_ex(const adatsq_gemm_args* p, const float* x, i
     job.clip = clip;
     job.ops = ops;
     job.post = has_epilogue(ops);
+    job.rank = ops ? ops->rank : 0;
     return run_gemm(job);
   });
 }
@@ -301,14 +338,13 @@ ADATSQ_API int32_t adatsq_layernorm_modulate(int32_t isa, const float* x, int64_
                    (long long)k);
     ADATSQ_REQUIRE(product_fits(m, ldx) && product_fits(m, ldo), "the sizes overflow 64-bit offsets (m = %lld, ldx = %lld, ldo = %lld)",
                    (long long)m, (long long)ldx, (long long)ldo);
-    ADATSQ_REQUIRE(ops->layer_norm, "ops->layer_norm must be 1 (this call runs the LayerNorm prologue)");
+    ADATSQ_REQUIRE(has_prologue(ops), "ops has no prologue: ops->layer_norm must be 1, or an input scale or a rotation set");
     int32_t status = check_threads(threads);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, m, k, 1)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, m, k, 1, true, false)) != ADATSQ_OK) return status;
     const IsaKernels* kern = kernels_or_fail(isa, &status);
     if (!kern) return status;
-    run_layernorm_modulate(kern, x, m, k, ldx, ops, out, ldo, threads);
-    return ADATSQ_OK;
+    return run_layernorm_modulate(kern, x, m, k, ldx, ops, out, ldo, threads);
   });
 }
 
@@ -321,7 +357,7 @@ ADATSQ_API int32_t adatsq_apply_epilogue(int32_t isa, float* c, int64_t m, int64
     ADATSQ_REQUIRE(product_fits(m, ldc), "the sizes overflow 64-bit offsets (m = %lld, ldc = %lld)", (long long)m, (long long)ldc);
     int32_t status = check_threads(threads);
     if (status != ADATSQ_OK) return status;
-    if ((status = check_ops(ops, m, 1, n)) != ADATSQ_OK) return status;
+    if ((status = check_ops(ops, m, 1, n, false, false)) != ADATSQ_OK) return status;
     const IsaKernels* kern = kernels_or_fail(isa, &status);
     if (!kern) return status;
     run_apply_epilogue(kern, c, m, n, ldc, ops, threads);

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include "internal.h"
 
 namespace adatsq {
@@ -32,7 +33,10 @@ struct GemmJob {
   float clip;
   float* sa_out;
   const adatsq_linear_ops* ops;  // fused prologue / epilogue, or null
-  bool post;                     // ops has epilogue work
+  bool post;                     // ops has epilogue work (activation, residual)
+  int64_t rank;                  // ops->rank (the low-rank branch), or 0
+  float* lr_t;                   // [m, rank]: each row's down-projection, written by its pack task
+  const float* up_t;             // [panels][rank][NR]: the up factor transposed per panel (run_gemm)
   std::atomic<int32_t>* packed;  // [mblocks]: 1 once that row block of A is packed
   mutable std::atomic<int32_t> failed{0};  // a pack task could not allocate its row buffer
 };
@@ -40,11 +44,29 @@ struct GemmJob {
 // Bytes of one packed block of mr rows of A.
 inline int64_t block_bytes(const GemmJob& job) { return job.steps * job.kern->mr * 4; }
 
-// The prologue of ops on row i of x into out (k floats).
-inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out) {
-  const int64_t sample = i / ops->rows_per_sample;
-  kern->ln_mod_row(x, k, ops->eps, ops->shift ? ops->shift + sample * ops->ld_mod : nullptr,
-                   ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
+// True when ops has work on the input rows (LayerNorm + modulate, the input scale, the rotation).
+inline bool has_prologue(const adatsq_linear_ops* ops) { return ops && (ops->layer_norm || ops->input_scale || ops->rot_block > 0); }
+
+// The prologue of ops on row i of x into out (k floats): LayerNorm + modulate (when ops->layer_norm), then the input
+// scale, then the rotation (each when set); tmp: k floats of scratch for the rotation's dense factor. ops has a
+// prologue (has_prologue).
+inline void prologue_row(const IsaKernels* kern, const adatsq_linear_ops* ops, const float* x, int64_t i, int64_t k, float* out,
+                         float* tmp) {
+  const float* src = x;
+  if (ops->layer_norm) {
+    const int64_t sample = i / ops->rows_per_sample;
+    kern->ln_mod_row(x, k, ops->eps, ops->shift ? ops->shift + sample * ops->ld_mod : nullptr,
+                     ops->scale ? ops->scale + sample * ops->ld_mod : nullptr, out);
+    src = out;
+  }
+  if (ops->input_scale) {
+    kern->scale_row(src, k, ops->input_scale, out);
+    src = out;
+  }
+  if (ops->rot_block > 0) {
+    if (src != out) std::memcpy(out, src, sizeof(float) * (size_t)k);
+    kern->rotate_row(out, k, ops, tmp);
+  }
 }
 
 inline bool has_epilogue(const adatsq_linear_ops* ops) { return ops && (ops->activation != ADATSQ_ACT_NONE || ops->residual); }
@@ -72,7 +94,7 @@ inline void quantize_row_groups(const IsaKernels* kern, const float* x, int64_t 
                                 int8_t* q, float* scale) {
   for (int64_t g = 0; g * group < k; g++) kern->quant_row(x + g * group, group, qmax, clip, q + g * group, scale + g);
 }
-void run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
+int32_t run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
                             const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads);
 void run_apply_epilogue(const IsaKernels* kern, float* c, int64_t m, int64_t n, int64_t ldc, const adatsq_linear_ops* ops,
                         int32_t threads);

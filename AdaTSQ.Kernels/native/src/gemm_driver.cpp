@@ -14,6 +14,8 @@ namespace {
 struct CallScratch {
   std::vector<uint8_t> a;
   std::vector<float> sa;
+  std::vector<float> lr_t;  // [m, rank]: the low-rank down-projections
+  std::vector<float> up_t;  // [panels][rank][NR]: the up factor transposed per panel (zero past n)
   std::unique_ptr<std::atomic<int32_t>[]> flags;
   int64_t flag_count = 0;
 };
@@ -60,6 +62,7 @@ void gemm_task(void* ctx, int64_t task) {
   t.sa_div = job.a_group > 0 ? job.a_group / p->group : 1;
   for (int64_t pn = p0; pn < p1; pn++) {
     const int64_t col0 = pn * NR;
+    const float* up_t = job.rank > 0 ? job.up_t + pn * job.rank * NR : nullptr;
     t.bp = p->b + pn * panel_bytes;
     t.colsum = p->colsum + col0;
     t.sb = p->sb + col0;
@@ -72,6 +75,8 @@ void gemm_task(void* ctx, int64_t task) {
       t.sa = job.sa ? job.sa + row0 * (t.sa_ld > 0 ? t.sa_ld : 1) : nullptr;
       t.c = (char*)p->c + (row0 * p->ldc + col0) * out_size;
       job.kern->tile(&t);
+      // y = GEMM + bias + branch, then the activation and the residual (the unfused order).
+      if (up_t) job.kern->lowrank_up((float*)t.c, p->ldc, t.rows, t.cols, job.lr_t + row0 * job.rank, job.rank, up_t, job.rank);
       if (job.post) job.kern->post_rows((float*)t.c, p->ldc, t.rows, t.cols, row0, col0, job.ops);
     }
   }
@@ -114,6 +119,30 @@ int32_t run_gemm(GemmJob& job) {
     if (scratch.sa.size() < sa_need) scratch.sa.resize(sa_need);
     job.sa_out = scratch.sa.data();
     job.sa = job.sa_out;
+    if (job.rank > 0) {
+      const size_t lr_need = (size_t)p->m * (size_t)job.rank;
+      if (scratch.lr_t.size() < lr_need) scratch.lr_t.resize(lr_need);
+      job.lr_t = scratch.lr_t.data();
+      // The up factor [N, ld_up] transposed once per call into [panels][rank][NR] (O(N r), before the tasks: every
+      // tile task of a panel then reads 48 contiguous columns per rank).
+      const size_t up_need = (size_t)job.panels * (size_t)job.rank * NR;
+      if (scratch.up_t.size() < up_need) scratch.up_t.resize(up_need);
+      float* up_t = scratch.up_t.data();
+      const adatsq_linear_ops* o = job.ops;
+      for (int64_t pn = 0; pn < job.panels; pn++) {
+        float* dst = up_t + pn * job.rank * NR;
+        for (int c = 0; c < NR; c++) {
+          const int64_t col = pn * NR + c;
+          if (col < p->n) {
+            const float* src = o->lr_up + col * o->ld_up;
+            for (int64_t j = 0; j < job.rank; j++) dst[j * NR + c] = src[j];
+          } else {
+            for (int64_t j = 0; j < job.rank; j++) dst[j * NR + c] = 0.f;
+          }
+        }
+      }
+      job.up_t = up_t;
+    }
   } else {
     job.ldsa = job.a_group > 0 ? p->ldsa : 1;
     job.sa = p->sa;

@@ -40,6 +40,15 @@ using LnModRowFn = void (*)(const float* x, int64_t k, float eps, const float* s
 // from k to steps * 4. Null in a table: the driver packs row by row.
 using PackBlockFn = void (*)(const int8_t* const* rows, int64_t k, int64_t steps, uint8_t flip, uint8_t* blk);
 using PostRowsFn = void (*)(float* c, int64_t ldc, int rows, int cols, int64_t row0, int64_t col0, const adatsq_linear_ops* ops);
+// out[i] = x[i] * s[i] (the input scale of the prologue).
+using ScaleRowFn = void (*)(const float* x, int64_t k, const float* s, float* out);
+// The low-rank down-projection of one row: t[j] = sum_i x[i] * down[j * ld_down + i], j < rank.
+using LowRankDownFn = void (*)(const float* x, int64_t k, const float* down, int64_t ld_down, int64_t rank, float* t);
+// The low-rank up-projection added to a finished tile: c[r, c] += sum_j t[r * ldt + j] * up_t[j * NR + c] for
+// rows < rows, c < cols (up_t: the panel's up factor transposed to [rank][NR], zero past the matrix's columns).
+// The rotation of ops (rot_block > 0) on one row of k floats, in place; tmp: k floats of scratch (rot_order > 1).
+using RotateRowFn = void (*)(float* x, int64_t k, const adatsq_linear_ops* ops, float* tmp);
+using LowRankUpFn = void (*)(float* c, int64_t ldc, int rows, int cols, const float* t, int64_t ldt, const float* up_t, int64_t rank);
 
 struct IsaKernels {
   int mr;            // rows per micro-tile
@@ -49,6 +58,10 @@ struct IsaKernels {
   LnModRowFn ln_mod_row;   // fused_ops.inc
   PostRowsFn post_rows;    // fused_ops.inc
   PackBlockFn pack_block;  // optional (see PackBlockFn)
+  ScaleRowFn scale_row;        // fused_ops.inc
+  LowRankDownFn lowrank_down;  // fused_ops.inc
+  LowRankUpFn lowrank_up;      // fused_ops.inc
+  RotateRowFn rotate_row;      // fused_ops.inc
 };
 
 // Each returns false when the translation unit was not compiled with that ISA.

@@ -22,6 +22,10 @@ bool kernels_avx2(IsaKernels* out) {
   out->quant_row = adatsq_avx2::quant_row_impl;
   out->ln_mod_row = adatsq_avx2::ln_mod_row_impl;
   out->post_rows = adatsq_avx2::post_rows_impl;
+  out->scale_row = adatsq_avx2::scale_row_impl;
+  out->lowrank_down = adatsq_avx2::lowrank_down_impl;
+  out->lowrank_up = adatsq_avx2::lowrank_up_impl;
+  out->rotate_row = adatsq_avx2::rotate_row_impl;
   return true;
 }
 }  // namespace adatsq

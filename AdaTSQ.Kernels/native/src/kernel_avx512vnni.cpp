@@ -280,6 +280,10 @@ bool kernels_avx512vnni(IsaKernels* out) {
   out->quant_row = quant_row_avx512;
   out->ln_mod_row = ln_mod_row_impl;
   out->post_rows = post_rows_impl;
+  out->scale_row = scale_row_impl;
+  out->lowrank_down = lowrank_down_impl;
+  out->lowrank_up = lowrank_up_impl;
+  out->rotate_row = rotate_row_impl;
   out->pack_block = pack_block_avx512;
   return true;
 }

@@ -18,6 +18,10 @@ bool kernels_avxvnni(IsaKernels* out) {
   out->quant_row = adatsq_avxvnni::quant_row_impl;
   out->ln_mod_row = adatsq_avxvnni::ln_mod_row_impl;
   out->post_rows = adatsq_avxvnni::post_rows_impl;
+  out->scale_row = adatsq_avxvnni::scale_row_impl;
+  out->lowrank_down = adatsq_avxvnni::lowrank_down_impl;
+  out->lowrank_up = adatsq_avxvnni::lowrank_up_impl;
+  out->rotate_row = adatsq_avxvnni::rotate_row_impl;
   return true;
 }
 

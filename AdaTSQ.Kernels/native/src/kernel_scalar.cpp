@@ -61,6 +61,10 @@ bool kernels_scalar(IsaKernels* out) {
   out->quant_row = quant_row_impl;
   out->ln_mod_row = ln_mod_row_impl;
   out->post_rows = post_rows_impl;
+  out->scale_row = scale_row_impl;
+  out->lowrank_down = lowrank_down_impl;
+  out->lowrank_up = lowrank_up_impl;
+  out->rotate_row = rotate_row_impl;
   return true;
 }
 

@@ -21,6 +21,14 @@ std::vector<float>& float_row_scratch() {
   return buf;
 }
 
+// k floats of the prologue's rotation scratch (rot_order > 1), or null when the rotation needs none.
+float* rotation_scratch(const adatsq_linear_ops* ops, int64_t k) {
+  if (!ops || ops->rot_block <= 0 || ops->rot_order <= 1) return nullptr;
+  static thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < k) buf.resize(k);
+  return buf.data();
+}
+
 // Writes one row of int8 codes (k of them, zero-padded to steps * 4) as row r of a packed block.
 inline void scatter_row(const GemmJob& job, const int8_t* src, int r, uint8_t* blk) {
   const int mr = job.kern->mr;
@@ -51,12 +59,20 @@ struct RowsJob {
   const float* x;
   float* out;
   int64_t m, k, ldx, ldo, rows_per_task;
+  mutable std::atomic<int32_t> failed{0};  // a task could not allocate its scratch
 };
 
 void layernorm_task(void* ctx, int64_t task) {
   const RowsJob& j = *(const RowsJob*)ctx;
   const int64_t r0 = task * j.rows_per_task, r1 = std::min(j.m, r0 + j.rows_per_task);
-  for (int64_t r = r0; r < r1; r++) prologue_row(j.kern, j.ops, j.x + r * j.ldx, r, j.k, j.out + r * j.ldo);
+  float* tmp = nullptr;
+  try {
+    tmp = rotation_scratch(j.ops, j.k);
+  } catch (...) {  // never unwind through the thread pool or OpenMP
+    j.failed.store(1);
+    return;
+  }
+  for (int64_t r = r0; r < r1; r++) prologue_row(j.kern, j.ops, j.x + r * j.ldx, r, j.k, j.out + r * j.ldo, tmp);
 }
 
 // x is c here: k = columns, ldx = ldc.
@@ -128,7 +144,7 @@ void pack_rows(const GemmJob& job, int64_t task) {
   const int mr = job.kern->mr;
   const int64_t i0 = task * MC, i1 = std::min<int64_t>(p->m, i0 + MC);
   const int64_t b0 = i0 / mr, b1 = (i1 + mr - 1) / mr;
-  const bool prologue = job.x && job.ops && job.ops->layer_norm;
+  const bool prologue = job.x && has_prologue(job.ops);
   const bool blockwise = job.kern->pack_block != nullptr;
   // Codes of the rows being packed: one row at a time, or a whole mr-row block for pack_block
   // (then one more row of zeros for the rows past the matrix).
@@ -141,19 +157,23 @@ void pack_rows(const GemmJob& job, int64_t task) {
     codes = buf.data();
     if (blockwise) std::memset(codes + (size_t)mr * p->k, 0, (size_t)p->k);
   }
+  float* rot_tmp = nullptr;
   if (prologue) {
     std::vector<float>& buf = float_row_scratch();
     if ((int64_t)buf.size() < p->k) buf.resize(p->k);
     normed = buf.data();
+    rot_tmp = rotation_scratch(job.ops, p->k);
   }
   // The codes of row i: quantized from x (after the prologue) into dst, or the given codes.
   auto row_codes = [&](int64_t i, int8_t* dst) -> const int8_t* {
     if (!job.x) return p->a + i * p->lda;
     const float* src = job.x + i * job.ldx;
     if (prologue) {
-      prologue_row(job.kern, job.ops, src, i, p->k, normed);
+      prologue_row(job.kern, job.ops, src, i, p->k, normed, rot_tmp);
       src = normed;
     }
+    // The low-rank down-projection of the transformed row, while it is in cache.
+    if (job.rank > 0) job.kern->lowrank_down(src, p->k, job.ops->lr_down, job.ops->ld_down, job.rank, job.lr_t + i * job.rank);
     if (job.a_group > 0) quantize_row_groups(job.kern, src, p->k, job.qmax, job.clip, job.a_group, dst, job.sa_out + i * job.ldsa);
     else job.kern->quant_row(src, p->k, job.qmax, job.clip, dst, job.sa_out + i);
     return dst;
@@ -185,15 +205,16 @@ void run_quantize_rows(const IsaKernels* kern, const float* x, int64_t m, int64_
   ThreadPool::instance().run(threads, tasks, quant_task, &job);
 }
 
-void run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
-                            const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads) {
-  RowsJob job{kern, ops, x, out, m, k, ldx, ldo, rows_per_task(m, threads)};
+int32_t run_layernorm_modulate(const IsaKernels* kern, const float* x, int64_t m, int64_t k, int64_t ldx,
+                               const adatsq_linear_ops* ops, float* out, int64_t ldo, int32_t threads) {
+  RowsJob job{kern, ops, x, out, m, k, ldx, ldo, rows_per_task(m, threads), {}};
   ThreadPool::instance().run(threads, (m + job.rows_per_task - 1) / job.rows_per_task, layernorm_task, &job);
+  return job.failed.load() ? fail(ADATSQ_OUT_OF_MEMORY, "prologue: a task could not allocate its rotation scratch") : ADATSQ_OK;
 }
 
 void run_apply_epilogue(const IsaKernels* kern, float* c, int64_t m, int64_t n, int64_t ldc, const adatsq_linear_ops* ops,
                         int32_t threads) {
-  RowsJob job{kern, ops, nullptr, c, m, n, ldc, ldc, rows_per_task(m, threads)};
+  RowsJob job{kern, ops, nullptr, c, m, n, ldc, ldc, rows_per_task(m, threads), {}};
   ThreadPool::instance().run(threads, (m + job.rows_per_task - 1) / job.rows_per_task, epilogue_task, &job);
 }
 

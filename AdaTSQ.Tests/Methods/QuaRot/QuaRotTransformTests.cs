@@ -244,7 +244,7 @@ public class QuaRotTransformTests
     }
 
     [Test]
-    public void RotatedLayersRunOnTheKernelsWithTheRotatedInputAndFusedCallsFallBack()
+    public void RotatedLayersRunOnTheKernelsWithTheRotationInsideTheCall()
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -264,7 +264,7 @@ public class QuaRotTransformTests
         Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
         Assert.That(TestTensors.RelativeError(integer, simulated), Is.LessThan(1e-5));
         Assert.That(TestTensors.RelativeError(integer, nn.functional.linear(x, linear.weight!, linear.bias)), Is.LessThan(0.05), "the rotation is undone: the output is the layer's");
-        // The fast Walsh–Hadamard transform is not fused into the native prologue: the prologue runs in TorchSharp, then an ordinary (integer) call.
+        // The fast Walsh–Hadamard transform runs in the native prologue after the LayerNorm: one fused integer call.
         var fused = layer.ForwardFused(x, ops);
         Assert.That(kernel.IntegerCalls, Is.EqualTo(2));
         Assert.That(TestTensors.RelativeError(fused, composedSimulated), Is.LessThan(1e-4));
