@@ -16,15 +16,6 @@ public sealed class HadamardRotation : IInputRotation
 {
     private readonly Tensor? _hm;     // ±1 [m, m] (Kronecker, m > 1), float32
     private readonly Tensor? _signs;  // ±1 [K], float32; null without random signs
-    private readonly Tensor? _hb;     // ±1 [Block, Block] Sylvester (symmetric), float32, when Block ≤ DenseBlockLimit
-
-    /// <summary>
-    /// Power-of-two factors up to this order are applied as one small matrix product (<c>X · H_b</c>, one GEMM call)
-    /// instead of the log2(b) butterflies of <see cref="FastWalshHadamard"/>: at DiT sizes the butterflies' many
-    /// element-wise TorchSharp calls cost more than the O(b) extra multiply-adds per element. Larger factors use the
-    /// fast transform. Both give the same matrix.
-    /// </summary>
-    public const long DenseBlockLimit = 256;
 
     private HadamardRotation(long size, HadamardConstruction construction, int m, long block, Tensor? hm, Tensor? signs, int? seed)
     {
@@ -35,11 +26,6 @@ public sealed class HadamardRotation : IInputRotation
         _hm = hm;
         _signs = signs;
         Seed = seed;
-        if (block > 1 && block <= DenseBlockLimit)
-        {
-            using var h = Hadamard.Sylvester(block);
-            _hb = h.to(ScalarType.Float32, (hm ?? signs)?.device ?? torch.CPU).DetachFromDisposeScope();
-        }
     }
 
     /// <summary>
@@ -110,8 +96,7 @@ public sealed class HadamardRotation : IInputRotation
         var shape = t.shape;
         var x = _signs is null ? t : t * _signs.to(t.dtype, t.device);
         long factor = Size / Block;
-        var blocks = x.reshape([.. shape[..^1], factor, Block]);
-        var y = _hb is not null ? blocks.matmul(_hb.to(t.dtype, t.device)) : FastWalshHadamard.Transform(blocks);
+        var y = FastWalshHadamard.Transform(x.reshape([.. shape[..^1], factor, Block]));
         if (_hm is not null) y = torch.matmul(_hm.to(t.dtype, t.device), y);
         double norm = Construction == HadamardConstruction.BlockDiagonal ? Math.Sqrt(Block) : Math.Sqrt(Size);
         return (y.reshape(shape) / norm).MoveToOuterDisposeScope();
@@ -147,7 +132,6 @@ public sealed class HadamardRotation : IInputRotation
     {
         _hm?.Dispose();
         _signs?.Dispose();
-        _hb?.Dispose();
     }
 
     /// <inheritdoc />
