@@ -25,6 +25,13 @@ if (args.Contains("--help") || args.Contains("-h"))
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
                             Fisher: --fisher-samples N per step (16) --fisher-data real|generated --fisher-temperature T (1)
                                     --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
+          compare           methods × bit settings on the Fashion-MNIST DiT (issue 14): PSNR/SSIM vs FP, FID, class accuracy (95 % CIs),
+                            AdaTSQ's wins/ties/losses per baseline (a win only where the CIs are disjoint), calibration time, peak
+                            memory, weight MB; every cell cached (a rerun resumes); writes results.md/.json and psnr-vs-bits.png;
+                            docs/comparison-fashion-dit.md
+                            --methods rtn,smoothquant,gptq,quarot,svdquant,adatsq (also quarot-gptq) --bits W8A8,W4A8,W4A4,W3A3
+                            --samples N (1000) --batch B (100) --steps S (50) --out DIR (artifacts/compare) --cache DIR (<out>/cache)
+                            --judge METHOD (adatsq) --retry-failed --no-integer; calibration and Fisher options as for evaluate
           search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
                             evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
                             frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)
@@ -76,6 +83,12 @@ try
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
             return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
         }
+        case "compare":
+        {
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            return AdaTSQ.Samples.Evaluation.CompareCommand.Run(args, loggers, device, seed, cts.Token);
+        }
         case "search":
         {
             using var cts = new CancellationTokenSource();
@@ -103,7 +116,7 @@ try
         case "train-classifier":
             return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
         default:
-            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, search, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
+            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, compare, search, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
             return 2;
     }
 }
