@@ -31,7 +31,7 @@ if (args.Contains("--help") || args.Contains("-h"))
                             docs/comparison-fashion-dit.md
                             --methods rtn,smoothquant,gptq,quarot,svdquant,adatsq (also quarot-gptq) --bits W8A8,W4A8,W4A4,W3A3
                             --samples N (1000) --batch B (100) --steps S (50) --out DIR (artifacts/compare) --cache DIR (<out>/cache)
-                            --judge METHOD (adatsq) --retry-failed --no-integer; calibration and Fisher options as for evaluate
+                            --bootstrap R (1000) --judge METHOD (adatsq) --retry-failed --no-integer; calibration and Fisher options as for evaluate
           search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
                             evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
                             frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)
