@@ -18,6 +18,8 @@ using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Methods.QuaRot;
+using AdaTSQ.Methods.QDit;
+using AdaTSQ.Methods.AdaTSQ.Search;
 
 namespace AdaTSQ.Samples.Evaluation;
 
@@ -183,7 +185,16 @@ internal static class EvaluateCommand
                 builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = setting.FisherUse ?? fisherUse, StepFraction = fisherFraction, Seed = seed });
             }
             if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+            // qdit: Q-DiT's group-size search (GPTQ weights) scored on --qdit-samples DDIM trajectories of their own seed.
+            using var qditTrajectories = setting.Method == "qdit"
+                ? SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000) : null;
+            if (qditTrajectories is not null) builder.UseQDit(model, qditTrajectories, new QDitOptions { Seed = checked((int)seed) });
             var result = builder.Build().Apply(ct);
+            if (result.QDit is { } qdit)
+            {
+                Console.Write(qdit.FormatSummary());
+                File.WriteAllText(Path.Combine(outDir, $"qdit-{setting.Name.ToLowerInvariant()}.json"), qdit.ToJson());
+            }
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
             double quantizedLayerMB = result.QuantizedWeightBytes / 1e6;
             double calibrationSeconds = result.Elapsed.TotalSeconds + extraSeconds;
@@ -334,9 +345,9 @@ internal static class EvaluateCommand
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq, gptqf (GPTQ + Fisher calibration) or qdit (Q-DiT group-size search, GPTQ), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
