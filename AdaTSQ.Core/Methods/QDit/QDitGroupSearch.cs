@@ -81,11 +81,17 @@ public sealed class QDitGroupSearch : IPolicySearch
         var space = Space(layers.Select(l => l.LayerName).ToList(), layers.Select(l => l.InFeatures).ToList(), weightTemplate, activationTemplate);
         var reference = ReferenceAssignment(space, weightTemplate);
         var previous = layers.Select(l => l.Policy).ToArray();
+        var previousKernels = layers.Select(l => l.IntegerKernel).ToArray();
+        using var kernel = Options.SearchOnIntegerKernels && Trajectories.Noise.device_type == DeviceType.CPU ? new IntegerLinearKernel() : null;
         Tensor? fp = null;
         long calls = 0;
         try
         {
-            foreach (var layer in layers) layer.Policy = space;
+            foreach (var layer in layers)
+            {
+                layer.Policy = space;
+                layer.IntegerKernel ??= kernel;
+            }
             space.AssignFullPrecision();
             var macs = MeasureMacs(layers);
             calls++;
@@ -104,14 +110,18 @@ public sealed class QDitGroupSearch : IPolicySearch
             var referenceLoss = found.Losses.First(e => e.Candidate.SequenceEqual(reference)).Loss;
             var result = new QDitSearchResult(Assignment(space, found.Best), Assignment(space, reference), Options.Constraint, cost.Measure(found.Best), cost.Limit,
                 found.BestLoss, psnr[string.Join(",", found.Best)], referenceLoss, psnr[string.Join(",", reference)], found.Evaluations, calls, Trajectories.Count,
-                found.BestLossPerGeneration, watch.Elapsed);
+                found.BestLossPerGeneration, watch.Elapsed) { IntegerKernelCalls = kernel?.IntegerCalls ?? 0 };
             context.Logger.LogInformation("Q-DiT group-size search done in {Seconds:F1} s ({Evaluations} assignments, {Calls} model calls): final PSNR {Psnr:F2} dB vs {Reference:F2} dB for uniform g{Group}; groups {Histogram}",
                 result.WallTime.TotalSeconds, result.Evaluations, calls, result.FinalPsnr, result.ReferencePsnr, Options.ReferenceFor(weightTemplate), result.Assignment.Histogram());
             return new PolicySearchOutcome(result.Assignment.ToPolicy(weightTemplate, activationTemplate, Options), result);
         }
         finally
         {
-            for (int i = 0; i < layers.Count; i++) layers[i].Policy = previous[i];
+            for (int i = 0; i < layers.Count; i++)
+            {
+                layers[i].Policy = previous[i];
+                layers[i].IntegerKernel = previousKernels[i];
+            }
             fp?.Dispose();
             NativeMemory.Trim();
         }

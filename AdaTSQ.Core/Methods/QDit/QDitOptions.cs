@@ -65,6 +65,13 @@ public sealed record QDitOptions
     /// </summary>
     public int AttemptsPerChild { get; init; } = 10;
 
+    /// <summary>
+    /// True (default): on the CPU the search runs the candidates on the integer kernels (<c>IntegerLinearKernel</c>, not
+    /// strict: a call they cannot run falls back to fake quantization), which compute what fake quantization simulates
+    /// up to float rounding and several times faster. A layer that already has a kernel keeps it. False: fake quantization.
+    /// </summary>
+    public bool SearchOnIntegerKernels { get; init; } = true;
+
     /// <summary>Seed of every random choice of the search. Default 0.</summary>
     public int Seed { get; init; }
 

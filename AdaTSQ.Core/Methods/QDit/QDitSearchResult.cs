@@ -23,11 +23,14 @@ public sealed record QDitSearchResult(GroupSizeAssignment Assignment, GroupSizeA
     double FinalMse, double FinalPsnr, double ReferenceMse, double ReferencePsnr, int Evaluations, long ModelCalls, int Trajectories,
     IReadOnlyList<double> BestLossPerGeneration, TimeSpan WallTime)
 {
+    /// <summary>Layer calls of the search that ran on the integer kernels (<see cref="QDitOptions.SearchOnIntegerKernels"/>); 0 when all were fake-quantized.</summary>
+    public long IntegerKernelCalls { get; init; }
+
     /// <summary>A few lines: the search's cost and time, the chosen vs reference error, the group histogram.</summary>
     public string FormatSummary()
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Q-DiT group-size search: {Evaluations} assignments × {Trajectories} trajectories, {ModelCalls} model calls, {WallTime.TotalSeconds:F1} s");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Q-DiT group-size search: {Evaluations} assignments × {Trajectories} trajectories, {ModelCalls} model calls ({(IntegerKernelCalls > 0 ? $"{IntegerKernelCalls} layer calls on the integer kernels" : "fake quantization")}), {WallTime.TotalSeconds:F1} s");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  constraint {Constraint}: chosen {Cost:G6} vs reference {CostLimit:G6}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  final MSE vs FP: chosen {FinalMse:E3} ({FinalPsnr:F2} dB) vs uniform reference {ReferenceMse:E3} ({ReferencePsnr:F2} dB)");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  chosen groups: {Assignment.Histogram()}; reference: {Reference.Histogram()}");
@@ -39,7 +42,7 @@ public sealed record QDitSearchResult(GroupSizeAssignment Assignment, GroupSizeA
     {
         constraint = Constraint.ToString(), cost = Cost, cost_limit = CostLimit,
         final_mse = FinalMse, final_psnr = FinalPsnr, reference_mse = ReferenceMse, reference_psnr = ReferencePsnr,
-        evaluations = Evaluations, model_calls = ModelCalls, trajectories = Trajectories, wall_seconds = WallTime.TotalSeconds,
+        evaluations = Evaluations, model_calls = ModelCalls, integer_kernel_calls = IntegerKernelCalls, trajectories = Trajectories, wall_seconds = WallTime.TotalSeconds,
         best_loss_per_generation = BestLossPerGeneration,
         assignment = JsonDocument.Parse(Assignment.ToJson()).RootElement,
         reference = JsonDocument.Parse(Reference.ToJson()).RootElement,

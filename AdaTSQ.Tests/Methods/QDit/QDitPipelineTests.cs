@@ -72,6 +72,8 @@ public class QDitPipelineTests
         Assert.That(search.Cost, Is.GreaterThanOrEqualTo(search.CostLimit * (1 - 1e-12)), "a mean group size no smaller than the reference's");
         Assert.That(search.FinalMse, Is.LessThanOrEqualTo(search.ReferenceMse), "the uniform reference is a candidate, so the best is at least as good");
         Assert.That(search.Evaluations, Is.GreaterThan(1));
+        Assert.That(search.IntegerKernelCalls, Is.GreaterThan(0), "on the CPU the candidates run on the integer kernels");
+        Assert.That(ModelSurgery.FindQuantLinears(model).Select(l => l.IntegerKernel), Has.All.Null, "the search's kernel is detached afterwards");
         Assert.That(search.ModelCalls, Is.EqualTo((search.Evaluations + 1) * Gains.Length + 1), "one trajectory per assignment, the FP one, and the MAC count");
         result.Restore();
     }
@@ -92,6 +94,10 @@ public class QDitPipelineTests
         Assert.That(second.QDit!.Assignment.GroupSizes, Is.EqualTo(assignment.GroupSizes));
         Assert.That(second.QDit!.FinalMse, Is.EqualTo(first.QDit!.FinalMse));
         second.Restore();
+        var fake = Quantize(model, trajectories, Small with { SearchOnIntegerKernels = false });
+        Assert.That(fake.QDit!.IntegerKernelCalls, Is.Zero);
+        Assert.That(fake.QDit!.ReferenceMse, Is.EqualTo(first.QDit!.ReferenceMse).Within(1e-3 * first.QDit!.ReferenceMse), "kernels and fake quantization score alike");
+        fake.Restore();
 
         string path = Path.Combine(Path.GetTempPath(), $"qdit-{Guid.NewGuid():N}.json");
         try
