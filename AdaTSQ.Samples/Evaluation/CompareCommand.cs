@@ -82,10 +82,14 @@ internal static class CompareCommand
         var fisherSeconds = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds, string Source)>();
         foreach (var space in settings.Where(s => s.Method == "gptqf").Select(s => s.FisherSpace).Distinct())
             fisherSeconds[space] = LoadOrEstimateFisher(model, diffusion, ddpm, options, space, modelIdentity, layers, fisherSamples, fisherData, sampler, steps, seed, cacheDir, device, log, ct);
+        // qdit: Q-DiT's search trajectories (--qdit-samples, own seed), made once and shared by its cells.
+        using var qditTrajectories = new DisposableLazy<Methods.AdaTSQ.Search.SearchTrajectories>(() =>
+            Methods.AdaTSQ.Search.SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000));
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction,
             Fisher = space => fisherSeconds[space].Fisher,
+            QDitSearch = () => (model, qditTrajectories.Value),
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
                 Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
@@ -99,7 +103,9 @@ internal static class CompareCommand
         {
             var entry = ComparisonCatalog.Find(name);
             bool fisher = entry.Template.StartsWith("gptqf-", StringComparison.Ordinal);
-            return new ComparisonMethod(entry.Name, $"{entry.Template}; {shared}{(fisher ? fisherShared : "")}",
+            string qdit = entry.Template.StartsWith("qdit-", StringComparison.Ordinal)
+                ? string.Create(CultureInfo.InvariantCulture, $"; Q-DiT search on {Program.IntOption(args, "--qdit-samples", 8)} trajectories, seed {seed + 7000}") : "";
+            return new ComparisonMethod(entry.Name, $"{entry.Template}; {shared}{(fisher ? fisherShared : "")}{qdit}",
                 (builder, b) => SettingCatalog.Configure(builder, ComparisonCatalog.SettingFor(entry.Name, b), services));
         }).ToList();
 

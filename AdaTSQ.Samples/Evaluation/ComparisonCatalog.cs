@@ -20,6 +20,7 @@ internal static class ComparisonCatalog
         ("quarot", "rtn-{bits}-rot", "QuaRot: randomized Hadamard rotation of each layer's input, then RTN"),
         ("quarot-gptq", "gptq-{bits}-rot", "QuaRot rotation, then GPTQ"),
         ("svdquant", "rtn-{bits}-svd32", "SVDQuant: searched smoothing, rank-32 full-precision branch, RTN on the residual"),
+        ("qdit", "qdit-{bits}", "Q-DiT: per-layer group sizes by an evolutionary search (trajectory MSE instead of the paper's FID), GPTQ weights, dynamic activations grouped as the weights"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
 

@@ -156,9 +156,12 @@ internal static class EvaluateCommand
             }
             return entry.Fisher;
         }
+        // qdit: Q-DiT's group-size search (GPTQ weights) scored on --qdit-samples DDIM trajectories of their own seed, made once.
+        SearchTrajectories? qditTrajectories = null;
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction, Fisher = FisherFor,
+            QDitSearch = () => (model, qditTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000)),
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
                 Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
@@ -171,6 +174,11 @@ internal static class EvaluateCommand
             SettingCatalog.Configure(builder, setting, services);
             double extraSeconds = setting.Method == "gptqf" ? fishers[setting.FisherSpace].Seconds : 0;
             var result = builder.Build().Apply(ct);
+            if (result.QDit is { } qdit)
+            {
+                Console.Write(qdit.FormatSummary());
+                File.WriteAllText(Path.Combine(outDir, $"qdit-{setting.Name.ToLowerInvariant()}.json"), qdit.ToJson());
+            }
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
             double quantizedLayerMB = result.QuantizedWeightBytes / 1e6;
             double calibrationSeconds = result.Elapsed.TotalSeconds + extraSeconds;
@@ -275,6 +283,7 @@ internal static class EvaluateCommand
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
         foreach (var t in grid) t.Dispose();
+        qditTrajectories?.Dispose();
         fisherX0?.X0.Dispose();
         fisherX0?.Y.Dispose();
         return 0;

@@ -2,6 +2,8 @@ using System.Globalization;
 using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
+using AdaTSQ.Methods.AdaTSQ.Search;
+using AdaTSQ.Methods.QDit;
 using AdaTSQ.Methods.QuaRot;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Pipeline;
@@ -41,6 +43,12 @@ internal sealed record SettingServices
 
     /// <summary>Share of steps kept by the Fisher's step sampling.</summary>
     public double FisherFraction { get; init; } = 0.25;
+
+    /// <summary>
+    /// qdit settings: the model and the trajectories Q-DiT's group-size search scores candidates on (owned by the
+    /// command, shared by every qdit setting; null when no qdit setting is run).
+    /// </summary>
+    public Func<(TorchSharp.torch.nn.Module Model, SearchTrajectories Trajectories)>? QDitSearch { get; init; }
 }
 
 /// <summary>
@@ -86,6 +94,12 @@ internal static class SettingCatalog
             builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = weighting, Use = setting.FisherUse ?? services.FisherUse, StepFraction = services.FisherFraction, Seed = seed });
         }
         if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+        if (setting.Method == "qdit")
+        {
+            // Q-DiT: the per-layer group-size search (GPTQ weights), scored on the command's search trajectories.
+            var (model, trajectories) = (services.QDitSearch ?? throw new InvalidOperationException($"setting {setting.Name} needs Q-DiT's search trajectories; none were provided."))();
+            builder.UseQDit(model, trajectories, new QDitOptions { Seed = checked((int)seed) });
+        }
         return builder;
     }
 
@@ -96,9 +110,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq, gptqf (GPTQ + Fisher calibration) or qdit (Q-DiT group-size search, GPTQ), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
