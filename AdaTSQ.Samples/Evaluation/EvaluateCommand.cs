@@ -18,6 +18,7 @@ using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Methods.QuaRot;
+using AdaTSQ.Methods.Ptq4Dit;
 
 namespace AdaTSQ.Samples.Evaluation;
 
@@ -41,7 +42,7 @@ internal static class EvaluateCommand
     private sealed record Row(string Key, SettingSummary Summary, SettingAccumulator Values, double Seconds, double WeightMB, double QuantizedLayerMB, double CalibrationSeconds, double PeakResidentGB);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0);
+    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -160,7 +161,10 @@ internal static class EvaluateCommand
                     ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
                     : new QuaRotOptions { Seed = checked((int)seed) });
             if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
-            if (setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic)
+            // PTQ4DiT: balancing folded into the model before the capture; undone after the setting (below).
+            var ptq4dit = setting.Ptq4Dit ? new Ptq4DitBalancing(model) : null;
+            if (ptq4dit is not null) builder.UsePtq4Dit(ptq4dit);
+            if (setting.Ptq4Dit || setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic)
             {
                 // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
                 builder.CalibrationData(TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
@@ -219,6 +223,8 @@ internal static class EvaluateCommand
             }
             else if (integer) log.LogInformation("{Setting}: not run on the integer kernels ({Why})", setting.Name, why ?? $"device {device}");
             result.Restore();
+            if (ptq4dit is { IsApplied: true }) ptq4dit.Undo();
+            ptq4dit?.Dispose();
         }
 
         var comparisons = Comparisons(rows, compare);
@@ -334,9 +340,9 @@ internal static class EvaluateCommand
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf"];
+        string[] methods = ["rtn", "gptq", "gptqf", "ptq4dit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration) or ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -347,6 +353,7 @@ internal static class EvaluateCommand
         bool dynamic = true;
         FisherUse? use = null;
         FisherLossSpace space = FisherLossSpace.Noise;
+        bool ptq4dit = parts[0] == "ptq4dit";
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("static", StringComparison.Ordinal))
@@ -356,6 +363,7 @@ internal static class EvaluateCommand
             }
             else if (extra.StartsWith("svd", StringComparison.Ordinal)) svdRank = extra.Length > 3 ? int.Parse(extra[3..], CultureInfo.InvariantCulture) : 32;
             else if (extra == "rot") rotate = true;
+            else if (extra == "ptq4dit" && parts[0] is "rtn" or "gptq") ptq4dit = true;
             else if (extra.StartsWith("rotb", StringComparison.Ordinal)) (rotate, rotationBlock) = (true, int.Parse(extra[4..], CultureInfo.InvariantCulture));
             else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
@@ -371,7 +379,9 @@ internal static class EvaluateCommand
             if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
             activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock);
+        if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit);
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>

@@ -46,8 +46,8 @@ public static class SpearmanCalibration
         var rb = Ranks(b.to(ScalarType.Float64, rows.device).unsqueeze(0));
         ra = ra - ra.mean([1], keepdim: true);
         rb = rb - rb.mean([1], keepdim: true);
-        var cov = (ra * rb).sum(1);
-        var norm = (ra.square().sum(1) * rb.square().sum(1)).sqrt();
+        var cov = (ra * rb).sum([1]);
+        var norm = (ra.square().sum([1]) * rb.square().sum([1])).sqrt();
         var rho = torch.where(norm > 0, cov / norm.clamp_min(double.Epsilon), torch.zeros_like(cov));
         return rho.cpu().data<double>().ToArray();
     }
@@ -81,7 +81,7 @@ public static class SpearmanCalibration
         using var scope = torch.NewDisposeScope();
         var x = stepSalience.to(ScalarType.Float64);
         var weights = torch.tensor(eta, dtype: ScalarType.Float64, device: x.device);
-        var salience = (x * weights.unsqueeze(1)).sum(0).MoveToOuterDisposeScope();
+        var salience = (x * weights.unsqueeze(1)).sum([0]).MoveToOuterDisposeScope();
         return new CalibratedSalience(salience, rho, eta);
     }
 
