@@ -161,6 +161,7 @@ internal static class EvaluateCommand
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction, Fisher = FisherFor,
+            Model = model,
             QDitSearch = () => (model, qditTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000)),
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
@@ -171,7 +172,8 @@ internal static class EvaluateCommand
         foreach (var setting in settings)
         {
             var builder = new QuantizationBuilder().ForModel(model).WithLogger(log);
-            SettingCatalog.Configure(builder, setting, services);
+            SettingCatalog.Configure(builder, setting, services, out var cleanup);
+            using var undo = cleanup;   // PTQ4DiT's fold, undone after Restore() below (using-disposal runs last)
             double extraSeconds = setting.Method == "gptqf" ? fishers[setting.FisherSpace].Seconds : 0;
             var result = builder.Build().Apply(ct);
             if (result.QDit is { } qdit)

@@ -4,6 +4,7 @@ using AdaTSQ.Calibration;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.AdaTSQ.Search;
 using AdaTSQ.Methods.QDit;
+using AdaTSQ.Methods.Ptq4Dit;
 using AdaTSQ.Methods.QuaRot;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Pipeline;
@@ -12,7 +13,7 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false);
 
 /// <summary>
 /// What configuring a <see cref="Setting"/> needs from the command that runs it: the layers, the seed, the
@@ -49,6 +50,28 @@ internal sealed record SettingServices
     /// command, shared by every qdit setting; null when no qdit setting is run).
     /// </summary>
     public Func<(TorchSharp.torch.nn.Module Model, SearchTrajectories Trajectories)>? QDitSearch { get; init; }
+
+    /// <summary>
+    /// ptq4dit settings: the model PTQ4DiT's balancing is folded into (its parameters change until the balancing is
+    /// undone; null when no ptq4dit setting is run).
+    /// </summary>
+    public TorchSharp.torch.nn.Module? Model { get; init; }
+}
+
+/// <summary>What a configured setting leaves to undo after <c>QuantizationResult.Restore()</c> (PTQ4DiT's fold).</summary>
+internal sealed class SettingCleanup : IDisposable
+{
+    private Ptq4DitBalancing? _balancing;
+
+    internal SettingCleanup(Ptq4DitBalancing? balancing) => _balancing = balancing;
+
+    /// <summary>Undoes what the setting changed in the model outside its quantized layers; call after <c>Restore()</c>.</summary>
+    public void Dispose()
+    {
+        if (_balancing is { IsApplied: true }) _balancing.Undo();
+        _balancing?.Dispose();
+        _balancing = null;
+    }
 }
 
 /// <summary>
@@ -60,15 +83,24 @@ internal static class SettingCatalog
 {
     /// <summary>Whether the setting needs calibration data (anything beyond RTN with dynamic activations).</summary>
     internal static bool NeedsCalibration(Setting setting) =>
-        setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic;
+        setting.Ptq4Dit || setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic;
 
     /// <summary>
     /// Configures <paramref name="builder"/> (which has the model, and may have a logger and progress) for
     /// <paramref name="setting"/>: layers, specs, smoothing, SVDQuant, rotation, static range groups, calibration data,
     /// Fisher calibration, GPTQ, in that order.
     /// </summary>
-    internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services)
+    internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services) =>
+        Configure(builder, setting, services, out _);
+
+    /// <summary>
+    /// <see cref="Configure(QuantizationBuilder, Setting, SettingServices)"/>, and what to undo after the result's
+    /// <c>Restore()</c>: PTQ4DiT folds its balancing into the model (adaLN modulation, value rows), which <c>Restore()</c>
+    /// does not put back; dispose <paramref name="cleanup"/> after it.
+    /// </summary>
+    internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services, out SettingCleanup cleanup)
     {
+        cleanup = new SettingCleanup(null);
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(setting);
         ArgumentNullException.ThrowIfNull(services);
@@ -81,6 +113,13 @@ internal static class SettingCatalog
                 ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
                 : new QuaRotOptions { Seed = checked((int)seed) });
         if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
+        if (setting.Ptq4Dit)
+        {
+            // PTQ4DiT: balancing folded into the model before the capture; undone by the cleanup after Restore().
+            var balancing = new Ptq4DitBalancing(services.Model ?? throw new InvalidOperationException($"setting {setting.Name} needs the model for PTQ4DiT's fold; none was provided."));
+            cleanup = new SettingCleanup(balancing);
+            builder.UsePtq4Dit(balancing);
+        }
         if (NeedsCalibration(setting))
         {
             // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
@@ -110,9 +149,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf", "qdit"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq, gptqf (GPTQ + Fisher calibration) or qdit (Q-DiT group-size search, GPTQ), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) or ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -123,6 +162,7 @@ internal static class SettingCatalog
         bool dynamic = true;
         FisherUse? use = null;
         FisherLossSpace space = FisherLossSpace.Noise;
+        bool ptq4dit = parts[0] == "ptq4dit";
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("static", StringComparison.Ordinal))
@@ -132,6 +172,7 @@ internal static class SettingCatalog
             }
             else if (extra.StartsWith("svd", StringComparison.Ordinal)) svdRank = extra.Length > 3 ? int.Parse(extra[3..], CultureInfo.InvariantCulture) : 32;
             else if (extra == "rot") rotate = true;
+            else if (extra == "ptq4dit" && parts[0] is "rtn" or "gptq") ptq4dit = true;
             else if (extra.StartsWith("rotb", StringComparison.Ordinal)) (rotate, rotationBlock) = (true, int.Parse(extra[4..], CultureInfo.InvariantCulture));
             else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
@@ -147,6 +188,8 @@ internal static class SettingCatalog
             if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
             activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock);
+        if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit);
     }
 }
