@@ -18,6 +18,8 @@ using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Methods.QuaRot;
+using AdaTSQ.Methods.ViDiTQ;
+using AdaTSQ.Methods.AdaTSQ.Search;
 
 namespace AdaTSQ.Samples.Evaluation;
 
@@ -41,7 +43,7 @@ internal static class EvaluateCommand
     private sealed record Row(string Key, SettingSummary Summary, SettingAccumulator Values, double Seconds, double WeightMB, double QuantizedLayerMB, double CalibrationSeconds, double PeakResidentGB);
 
     /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0);
+    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, double? MixedPrecisionBudget = null);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
@@ -160,6 +162,18 @@ internal static class EvaluateCommand
                     ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
                     : new QuaRotOptions { Seed = checked((int)seed) });
             if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
+            using var viditqTrajectories = setting.Method == "viditq" && setting.MixedPrecisionBudget is not null
+                ? SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options with { Seed = seed + 3000 }), samples: 8, seed + 7000) : null;
+            if (setting.Method == "viditq")
+                builder.UseViDiTQ(new ViDiTQOptions
+                {
+                    Rotation = new QuaRotOptions { Seed = checked((int)seed) },
+                    MixedPrecision = setting.MixedPrecisionBudget is { } budget ? new ViDiTQMixedPrecisionOptions
+                    {
+                        AverageWeightBits = budget,
+                        Metrics = [FrequencyBandMseMetric.Structure, FrequencyBandMseMetric.Detail, new ClassProbabilityMetric(classifier)],
+                    } : null,
+                }, viditqTrajectories);
             if (setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic)
             {
                 // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
@@ -334,9 +348,9 @@ internal static class EvaluateCommand
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf"];
+        string[] methods = ["rtn", "gptq", "gptqf", "viditq"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq, gptqf (GPTQ + Fisher calibration) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -345,6 +359,7 @@ internal static class EvaluateCommand
         int rotationBlock = 0;
         double? smooth = null, temperature = null;
         bool dynamic = true;
+        double? mixedPrecision = null;
         FisherUse? use = null;
         FisherLossSpace space = FisherLossSpace.Noise;
         foreach (var extra in parts.Skip(2))
@@ -360,18 +375,21 @@ internal static class EvaluateCommand
             else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
+            else if (extra.StartsWith("mp", StringComparison.Ordinal) && parts[0] == "viditq") mixedPrecision = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 5.0;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
             else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
         }
+        if (parts[0] == "viditq" && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': viditq smooths per timestep group and rotates by itself; drop -sq, -svd and -rot.");
         var activations = QuantSpec.Activation(act, dynamic);
         if (activationGroup > 0 && activations.IsEnabled)
         {
             if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
             activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
         }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, mixedPrecision);
     }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
