@@ -1,4 +1,5 @@
 using AdaTSQ.Pipeline;
+using AdaTSQ.Quantization;
 
 namespace AdaTSQ.Methods.ViDiTQ;
 
@@ -15,7 +16,7 @@ namespace AdaTSQ.Methods.ViDiTQ;
 /// <param name="AverageWeightBits">Average weight bits per parameter of the allocation.</param>
 /// <param name="Budget">The budget, in average weight bits.</param>
 public sealed record MixedPrecisionResult(IReadOnlyList<string> Layers, IReadOnlyList<string> Metrics, IReadOnlyList<IReadOnlyList<double>> Sensitivity,
-    IReadOnlyList<(string Layer, string Metric)> Promoted, Quantization.LayerQuantConfig Low, Quantization.LayerQuantConfig High, double AverageWeightBits, double Budget);
+    IReadOnlyList<(string Layer, string Metric)> Promoted, LayerQuantConfig Low, LayerQuantConfig High, double AverageWeightBits, double Budget);
 
 /// <summary>Reads ViDiT-Q's mixed-precision report back from a quantization result.</summary>
 public static class MixedPrecisionResultExtensions
