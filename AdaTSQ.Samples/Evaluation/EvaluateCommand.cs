@@ -157,11 +157,13 @@ internal static class EvaluateCommand
             return entry.Fisher;
         }
         // qdit: Q-DiT's group-size search (GPTQ weights) scored on --qdit-samples DDIM trajectories of their own seed, made once.
-        SearchTrajectories? qditTrajectories = null;
+        SearchTrajectories? qditTrajectories = null, viditqTrajectories = null;
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction, Fisher = FisherFor,
             Model = model,
+            ViDiTQMixedPrecision = () => (viditqTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options with { Seed = seed + 3000 }), samples: 8, seed + 7000),
+                [new ClassProbabilityMetric(classifier)]),
             QDitSearch = () => (model, qditTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000)),
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
@@ -286,6 +288,7 @@ internal static class EvaluateCommand
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
         foreach (var t in grid) t.Dispose();
         qditTrajectories?.Dispose();
+        viditqTrajectories?.Dispose();
         fisherX0?.X0.Dispose();
         fisherX0?.Y.Dispose();
         return 0;

@@ -5,6 +5,7 @@ using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.AdaTSQ.Search;
 using AdaTSQ.Methods.QDit;
 using AdaTSQ.Methods.Ptq4Dit;
+using AdaTSQ.Methods.ViDiTQ;
 using AdaTSQ.Methods.QuaRot;
 using AdaTSQ.Methods.SvdQuant;
 using AdaTSQ.Pipeline;
@@ -13,7 +14,7 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null);
 
 /// <summary>
 /// What configuring a <see cref="Setting"/> needs from the command that runs it: the layers, the seed, the
@@ -56,6 +57,12 @@ internal sealed record SettingServices
     /// undone; null when no ptq4dit setting is run).
     /// </summary>
     public TorchSharp.torch.nn.Module? Model { get; init; }
+
+    /// <summary>
+    /// viditq settings with mixed precision (-mp): the trajectories its sensitivities are measured on and the extra
+    /// metrics beside the two frequency-band MSEs (e.g. the judge classifier's); owned by the command.
+    /// </summary>
+    public Func<(SearchTrajectories Trajectories, IReadOnlyList<ISensitivityMetric> ExtraMetrics)>? ViDiTQMixedPrecision { get; init; }
 }
 
 /// <summary>What a configured setting leaves to undo after <c>QuantizationResult.Restore()</c> (PTQ4DiT's fold).</summary>
@@ -113,6 +120,21 @@ internal static class SettingCatalog
                 ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
                 : new QuaRotOptions { Seed = checked((int)seed) });
         if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
+        if (setting.Method == "viditq")
+        {
+            // ViDiT-Q: channel balancing per timestep group, then rotation; -mp adds the metric-decoupled mixed precision.
+            var mixed = setting.MixedPrecisionBudget is null ? ((SearchTrajectories, IReadOnlyList<ISensitivityMetric>)?)null
+                : (services.ViDiTQMixedPrecision ?? throw new InvalidOperationException($"setting {setting.Name} needs ViDiT-Q's sensitivity trajectories; none were provided."))();
+            builder.UseViDiTQ(new ViDiTQOptions
+            {
+                Rotation = new QuaRotOptions { Seed = checked((int)seed) },
+                MixedPrecision = setting.MixedPrecisionBudget is { } budget ? new ViDiTQMixedPrecisionOptions
+                {
+                    AverageWeightBits = budget,
+                    Metrics = [FrequencyBandMseMetric.Structure, FrequencyBandMseMetric.Detail, .. mixed!.Value.Item2],
+                } : null,
+            }, mixed?.Item1);
+        }
         if (setting.Ptq4Dit)
         {
             // PTQ4DiT: balancing folded into the model before the capture; undone by the cleanup after Restore().
@@ -149,9 +171,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) or ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -163,6 +185,7 @@ internal static class SettingCatalog
         FisherUse? use = null;
         FisherLossSpace space = FisherLossSpace.Noise;
         bool ptq4dit = parts[0] == "ptq4dit";
+        double? mixedPrecision = null;
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("static", StringComparison.Ordinal))
@@ -177,6 +200,7 @@ internal static class SettingCatalog
             else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
+            else if (extra.StartsWith("mp", StringComparison.Ordinal) && parts[0] == "viditq") mixedPrecision = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 5.0;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
@@ -188,8 +212,10 @@ internal static class SettingCatalog
             if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
             activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
         }
+        if (parts[0] == "viditq" && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': viditq smooths per timestep group and rotates by itself; drop -sq, -svd and -rot.");
         if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision);
     }
 }
