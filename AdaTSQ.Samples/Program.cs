@@ -20,11 +20,19 @@ if (args.Contains("--help") || args.Contains("-h"))
                             --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0]
                                       -g = weight group, -ag = dynamic activation group along K (per token × group)
                                       -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation (Kronecker), -rotb64 = block-diagonal, blocks of 64
-                                      method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration)
+                                      method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration) | qdit (Q-DiT group-size
+                                              search, GPTQ; --qdit-samples N search trajectories (8); writes qdit-<setting>.json)
                                       default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
                             calibration: --calib-samples N (32) --calib-batch B (16) (trajectories of the sampler, own seeds)
                             Fisher: --fisher-samples N per step (16) --fisher-data real|generated --fisher-temperature T (1)
                                     --fisher-floor F (0.1) --fisher-shared --fisher-use weight|sample|both --fisher-fraction P (0.25)
+          compare           methods × bit settings on the Fashion-MNIST DiT (issue 14): PSNR/SSIM vs FP, FID, class accuracy (95 % CIs),
+                            AdaTSQ's wins/ties/losses per baseline (a win only where the CIs are disjoint), calibration time, peak
+                            memory, weight MB; every cell cached (a rerun resumes); writes results.md/.json and psnr-vs-bits.png;
+                            docs/comparison-fashion-dit.md
+                            --methods rtn,smoothquant,gptq,quarot,svdquant,adatsq (also quarot-gptq, qdit) --bits W8A8,W4A8,W4A4,W3A3
+                            --samples N (1000) --batch B (100) --steps S (50) --out DIR (artifacts/compare) --cache DIR (<out>/cache)
+                            --bootstrap R (1000) --judge METHOD (adatsq) --retry-failed --no-integer; calibration and Fisher options as for evaluate
           search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
                             evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
                             frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)
@@ -76,6 +84,12 @@ try
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
             return AdaTSQ.Samples.Evaluation.EvaluateCommand.Run(args, loggers, device, seed, cts.Token);
         }
+        case "compare":
+        {
+            using var cts = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+            return AdaTSQ.Samples.Evaluation.CompareCommand.Run(args, loggers, device, seed, cts.Token);
+        }
         case "search":
         {
             using var cts = new CancellationTokenSource();
@@ -103,7 +117,7 @@ try
         case "train-classifier":
             return AdaTSQ.Samples.Training.TrainClassifierCommand.Run(args, device, seed, CancellationToken.None);
         default:
-            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, search, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
+            Console.Error.WriteLine($"Unknown sample '{sample}'. Samples: evaluate, compare, search, fisher-plot, transformer-rtn, fid-stats, train-dit, train-classifier (./run.sh --help).");
             return 2;
     }
 }

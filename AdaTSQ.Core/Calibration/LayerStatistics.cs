@@ -284,6 +284,22 @@ public sealed class LayerStatistics : IDisposable
     /// <summary>Per-step per-channel extremes <c>(min, max)</c> by step index (empty unless <see cref="CollectsStepChannels"/>).</summary>
     internal IReadOnlyDictionary<int, (Tensor Min, Tensor Max)> StepChannels => _stepChannels;
 
+    /// <summary>
+    /// max |x_j| per sampling step and input channel (the activation salience of each step, as PTQ4DiT's salience
+    /// calibration uses it): the step indices in ascending order and a new float32 tensor <c>[steps, in]</c> whose row
+    /// <c>i</c> belongs to <c>Steps[i]</c>, which the caller disposes. Null when no per-step channel extremes were kept
+    /// (see <see cref="CalibrationRequirements.PerStepChannelExtremes"/>) or no step was seen.
+    /// </summary>
+    public (IReadOnlyList<int> Steps, Tensor AbsMax)? StepChannelAbsMax()
+    {
+        if (_stepChannels.Count == 0) return null;
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var steps = _stepChannels.Keys.Order().ToList();
+        var rows = steps.Select(k => torch.maximum(_stepChannels[k].Min.abs(), _stepChannels[k].Max.abs())).ToList();
+        return (steps, torch.stack(rows).MoveToOuterDisposeScope());
+    }
+
     /// <summary>Rebuilds statistics from saved parts (see <see cref="CalibrationFile"/>); takes ownership of the tensors.</summary>
     internal static LayerStatistics Restore(string layerName, long inFeatures, bool collectSecondMoment, bool collectStepChannels,
         int calls, long rows, double inputMin, double inputMax, double secondMomentWeight,

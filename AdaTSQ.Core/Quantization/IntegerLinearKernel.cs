@@ -202,7 +202,7 @@ public sealed class IntegerLinearKernel : IDisposable
     // keyed on the version (collected with it) and on the packing group.
     private PackedWeights Packed(QuantLinear layer, QuantSpec spec, int activationGroupSize)
     {
-        var q = layer.GetWeightVersion(spec);
+        var q = layer.ActiveWeightVersion(spec);  // the current step group's version under per-step smoothing
         int group = ActivationGrouping.PackingGroup(WeightGroupSize(spec), activationGroupSize, checked((int)q.Shape[^1]), spec.Bits);
         lock (_gate)
         {

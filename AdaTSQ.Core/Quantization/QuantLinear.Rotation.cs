@@ -29,7 +29,7 @@ public sealed partial class QuantLinear
     /// <exception cref="LayerQuantizationException">A weight version exists, or the rotation's size is not <see cref="InFeatures"/>.</exception>
     public void SetInputRotation(IInputRotation? rotation)
     {
-        if (_versions.Count > 0)
+        if (_versions.Count > 0 || HasStepVersions)
             throw new LayerQuantizationException(LayerName, "an input rotation must be set before any weight version is quantized (the versions are made from the rotated weight).");
         if (_lowRank is not null)
             throw new LayerQuantizationException(LayerName, "an input rotation cannot be set under a low-rank branch (the branch was made in the unrotated input space): rotate first, or do not combine RotateInputs with UseSvdQuant.");
@@ -39,19 +39,21 @@ public sealed partial class QuantLinear
         _rotation = rotation?.To(weight.device);
     }
 
-    // 1 / s of the smoothing (the integer kernels multiply each row by it), or null.
-    internal Tensor? InverseInputSmoothing => _inverseSmoothing;
+    // 1 / s of the smoothing at the current step (the integer kernels multiply each row by it), or null.
+    internal Tensor? InverseInputSmoothing => ActiveInverseSmoothing;
 
     // The input a quantized call works on, always a new tensor (an alias when nothing transforms it).
     internal Tensor TransformedInput(Tensor input) => TransformInput(input) ?? input.alias();
 
-    // The input a quantized call works on: x / s (smoothing) then ·Rᵀ (rotation); null when neither is set.
+    // The input a quantized call works on: x / s (smoothing, the current step group's if any) then ·Rᵀ (rotation);
+    // null when neither is set.
     private Tensor? TransformInput(Tensor input)
     {
-        if (_inverseSmoothing is null && _rotation is null) return null;
-        if (_rotation is null) return input * _inverseSmoothing!;
-        if (_inverseSmoothing is null) return _rotation.Rotate(input);
-        using var smoothed = input * _inverseSmoothing;
+        var inverseSmoothing = ActiveInverseSmoothing;
+        if (inverseSmoothing is null && _rotation is null) return null;
+        if (_rotation is null) return input * inverseSmoothing!;
+        if (inverseSmoothing is null) return _rotation.Rotate(input);
+        using var smoothed = input * inverseSmoothing;
         return _rotation.Rotate(smoothed);
     }
 
@@ -76,5 +78,6 @@ public sealed partial class QuantLinear
         _rotation = null;
         _smoothedWeight?.Dispose();
         _smoothedWeight = null;
+        InvalidateStepSmoothedWeights();
     }
 }

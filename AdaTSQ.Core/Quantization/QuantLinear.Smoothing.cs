@@ -28,25 +28,33 @@ public sealed partial class QuantLinear
     /// </summary>
     public void SetInputSmoothing(Tensor? factors)
     {
-        if (_versions.Count > 0)
-            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
-        if (_lowRank is not null)
-            throw new LayerQuantizationException(LayerName, "smoothing factors cannot change under a low-rank branch (it was made in the smoothed input space): remove the branch first.");
-        if (_rotation is not null)
-            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before the input rotation (the call smooths, then rotates): smooth first (SmoothActivations before RotateInputs).");
-        if (factors is not null)
-        {
-            if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
-                throw new LayerQuantizationException(LayerName, $"smoothing factors have shape [{string.Join(", ", factors.shape)}], expected [{InFeatures}].");
-            using var check = torch.NewDisposeScope();
-            if (!(factors.isfinite().all().item<bool>() && (factors > 0).all().item<bool>()))
-                throw new LayerQuantizationException(LayerName, "smoothing factors must be finite and positive.");
-        }
+        CheckSmoothingCanChange();
+        if (factors is not null) CheckSmoothingFactors(factors);
         DisposeSmoothing();
         if (factors is null) return;
         using var noGrad = torch.no_grad();
         _smoothing = factors.to(weight.dtype, weight.device, copy: true).DetachFromDisposeScope();
         _inverseSmoothing = _smoothing.reciprocal().DetachFromDisposeScope();
+    }
+
+    // Smoothing (the layer's own or a step group's) may change only before versions, branch and rotation exist.
+    private void CheckSmoothingCanChange()
+    {
+        if (_versions.Count > 0 || HasStepVersions)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before any weight version is quantized (the versions are made from the smoothed weight).");
+        if (_lowRank is not null)
+            throw new LayerQuantizationException(LayerName, "smoothing factors cannot change under a low-rank branch (it was made in the smoothed input space): remove the branch first.");
+        if (_rotation is not null)
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be set before the input rotation (the call smooths, then rotates): smooth first (SmoothActivations before RotateInputs).");
+    }
+
+    private void CheckSmoothingFactors(Tensor factors)
+    {
+        if (factors.Dimensions != 1 || factors.shape[0] != InFeatures)
+            throw new LayerQuantizationException(LayerName, $"smoothing factors have shape [{string.Join(", ", factors.shape)}], expected [{InFeatures}].");
+        using var check = torch.NewDisposeScope();
+        if (!(factors.isfinite().all().item<bool>() && (factors > 0).all().item<bool>()))
+            throw new LayerQuantizationException(LayerName, "smoothing factors must be finite and positive.");
     }
 
     /// <summary>

@@ -15,10 +15,10 @@ public sealed partial class QuantLinear
 
     /// <summary>
     /// Bytes of the quantized layer's weights: every quantized weight version held (integer codes, scales, zero
-    /// points) plus the full-precision low-rank branch when one is set (<see cref="LowRankBytes"/>), which every
-    /// quantized call also reads.
+    /// points), those of every smoothing step group (<see cref="SetStepWeightVersion"/>), plus the
+    /// full-precision low-rank branch when one is set (<see cref="LowRankBytes"/>), which every quantized call also reads.
     /// </summary>
-    public long QuantizedWeightBytes => _versions.Values.Sum(v => v.Integer.StorageBytes) + LowRankBytes;
+    public long QuantizedWeightBytes => _versions.Values.Concat(StepVersions).Sum(v => v.Integer.StorageBytes) + LowRankBytes;
 
     /// <summary>True when a version for <paramref name="spec"/> is held.</summary>
     public bool HasWeightVersion(QuantSpec spec) => _versions.ContainsKey(spec);
@@ -41,7 +41,7 @@ public sealed partial class QuantLinear
     /// with a dequantized float copy of a version, made on its first use and kept; the integer kernels
     /// never need it. See <see cref="ReleaseDequantizedWeights"/>.
     /// </summary>
-    public long DequantizedWeightBytes => _versions.Values.Sum(v => v.DequantizedBytes);
+    public long DequantizedWeightBytes => _versions.Values.Concat(StepVersions).Sum(v => v.DequantizedBytes);
 
     /// <summary>
     /// Frees the dequantized float copies of the weight versions (a fake-quantized call makes the one it
@@ -51,24 +51,26 @@ public sealed partial class QuantLinear
     public long ReleaseDequantizedWeights()
     {
         long bytes = DequantizedWeightBytes;
-        foreach (var v in _versions.Values) v.ReleaseDequantized();
+        foreach (var v in _versions.Values.Concat(StepVersions)) v.ReleaseDequantized();
         return bytes;
     }
 
     /// <summary>The integer form of the version for <paramref name="spec"/> (owned by the layer).</summary>
     public QuantizedTensor GetWeightVersion(QuantSpec spec) => Version(spec).Integer;
 
-    /// <summary>Removes (and frees) the version for <paramref name="spec"/>; false when none was held.</summary>
+    /// <summary>Removes (and frees) the version for <paramref name="spec"/>, and the smoothing step groups' versions for it; false when the layer held none.</summary>
     public bool RemoveWeightVersion(QuantSpec spec)
     {
+        RemoveStepVersions(spec);
         if (!_versions.Remove(spec, out var old)) return false;
         old.Dispose();
         return true;
     }
 
-    /// <summary>Removes every quantized weight version.</summary>
+    /// <summary>Removes every quantized weight version (the smoothing step groups' too).</summary>
     public void ClearWeightVersions()
     {
+        ClearStepVersions();
         foreach (var v in _versions.Values) v.Dispose();
         _versions.Clear();
     }

@@ -2,7 +2,8 @@
 // policy, integer kernel, observer), forward and the fused forward, unwrapping, moving, disposing.
 // The other concerns are partial files beside this one: QuantLinear.WeightVersions.cs (the quantized
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
-// per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing) and
+// per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing),
+// QuantLinear.StepSmoothing.cs (smoothing and weight versions per step group, ViDiT-Q) and
 // QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch).
 using AdaTSQ.Abstractions;
 using TorchSharp;
@@ -111,7 +112,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
         using var smoothed = TransformInput(input);
         var scaled = smoothed ?? input;
-        var w = config.Weight.IsEnabled ? Version(config.Weight).Dequantized : FloatWeightForQuantizedInput();
+        var w = config.Weight.IsEnabled ? ActiveVersion(config.Weight).Dequantized : ActiveFloatWeightForQuantizedInput();
         if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, bias), scaled);
         using var x = QuantizeInput(scaled, config.Activation);
         return AddLowRank(nn.functional.linear(x, w, bias), scaled);
@@ -158,6 +159,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         ClearRanges();
         DisposeLowRank();
         DisposeSmoothing();
+        DisposeStepSmoothing();
         DisposeRotation();
         return original;
     }
@@ -193,6 +195,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             _lowRank = _lowRank.To(weight.dtype, weight.device);
             InvalidateSmoothedWeight();
         }
+        MoveStepSmoothing();
         MoveRotation(weight.device);
     }
 
@@ -205,6 +208,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             ClearRanges();
             DisposeLowRank();
             DisposeSmoothing();
+            DisposeStepSmoothing();
             DisposeRotation();
         }
         base.Dispose(disposing);

@@ -16,8 +16,6 @@ using TorchSharp;
 using static TorchSharp.torch;
 using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
-using AdaTSQ.Methods.SvdQuant;
-using AdaTSQ.Methods.QuaRot;
 
 namespace AdaTSQ.Samples.Evaluation;
 
@@ -40,9 +38,6 @@ internal static class EvaluateCommand
     /// <summary>One row of the report: the summary, the per-image values behind it, and the costs.</summary>
     private sealed record Row(string Key, SettingSummary Summary, SettingAccumulator Values, double Seconds, double WeightMB, double QuantizedLayerMB, double CalibrationSeconds, double PeakResidentGB);
 
-    /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-    internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0);
-
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
         var log = loggers.CreateLogger("evaluate");
@@ -57,7 +52,7 @@ internal static class EvaluateCommand
         double cfg = Program.DoubleOption(args, "--cfg", 2.0);
         string sampler = Program.Option(args, "--sampler") ?? "ddim";
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
-        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseSetting).ToList();
+        var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(SettingCatalog.ParseSetting).ToList();
         int calibSamples = Program.IntOption(args, "--calib-samples", 32), calibBatch = Program.IntOption(args, "--calib-batch", 16);
         int fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
         string fisherData = Program.Option(args, "--fisher-data") ?? "real";
@@ -150,40 +145,44 @@ internal static class EvaluateCommand
         Tensor FpReference(EvaluationChunk c) => fpStore.Load(c, device);
         var fishers = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds)>();
         (Tensor X0, Tensor Y)? fisherX0 = null;     // the Fisher's x0, made once and shared by the loss spaces
+        TemporalFisher FisherFor(FisherLossSpace space)
+        {
+            if (!fishers.TryGetValue(space, out var entry))
+            {
+                var watch = Stopwatch.StartNew();
+                fisherX0 ??= FisherData(model, fisherData, ddpm, options, seed, device, ct);
+                var estimate = EstimateFisher(model, diffusion, layers, fisherX0.Value.X0, fisherX0.Value.Y, fisherSamples, space, seed, log, ct);
+                fishers[space] = entry = (estimate, watch.Elapsed.TotalSeconds);
+            }
+            return entry.Fisher;
+        }
+        // qdit: Q-DiT's group-size search (GPTQ weights) scored on --qdit-samples DDIM trajectories of their own seed, made once.
+        SearchTrajectories? qditTrajectories = null, viditqTrajectories = null;
+        var services = new SettingServices
+        {
+            Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction, Fisher = FisherFor,
+            Model = model,
+            ViDiTQMixedPrecision = () => (viditqTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options with { Seed = seed + 3000 }), samples: 8, seed + 7000),
+                [new ClassProbabilityMetric(classifier)]),
+            QDitSearch = () => (model, qditTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000)),
+            Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
+            {
+                Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
+            }),
+            CalibrationProgress = s => new ConsoleProgressBar($"calibrate {s.Name}"),
+        };
         foreach (var setting in settings)
         {
-            var builder = new QuantizationBuilder().ForModel(model).Layers(layers).Weights(setting.Weights).Activations(setting.Activations).WithLogger(log);
-            if (setting.SmoothAlpha is { } alpha) builder.SmoothActivations(alpha);
-            if (setting.SvdRank is { } rank) builder.UseSvdQuant(new SvdQuantOptions { Rank = rank, Seed = seed });
-            if (setting.Rotate)
-                builder.RotateInputs(setting.RotationBlock > 0
-                    ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
-                    : new QuaRotOptions { Seed = checked((int)seed) });
-            if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
-            if (setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic)
-            {
-                // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
-                builder.CalibrationData(TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
-                {
-                    Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
-                })).WithProgress(new ConsoleProgressBar($"calibrate {setting.Name}"));
-            }
-            double extraSeconds = 0;
-            if (setting.Method == "gptqf")
-            {
-                if (!fishers.TryGetValue(setting.FisherSpace, out var entry))
-                {
-                    var watch = Stopwatch.StartNew();
-                    fisherX0 ??= FisherData(model, fisherData, ddpm, options, seed, device, ct);
-                    var estimate = EstimateFisher(model, diffusion, layers, fisherX0.Value.X0, fisherX0.Value.Y, fisherSamples, setting.FisherSpace, seed, log, ct);
-                    fishers[setting.FisherSpace] = entry = (estimate, watch.Elapsed.TotalSeconds);
-                }
-                var fisher = entry.Fisher;
-                extraSeconds = entry.Seconds;
-                builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = setting.FisherTemperature is { } tau ? weighting with { Temperature = tau } : weighting, Use = setting.FisherUse ?? fisherUse, StepFraction = fisherFraction, Seed = seed });
-            }
-            if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+            var builder = new QuantizationBuilder().ForModel(model).WithLogger(log);
+            SettingCatalog.Configure(builder, setting, services, out var cleanup);
+            using var undo = cleanup;   // PTQ4DiT's fold, undone after Restore() below (using-disposal runs last)
+            double extraSeconds = setting.Method == "gptqf" ? fishers[setting.FisherSpace].Seconds : 0;
             var result = builder.Build().Apply(ct);
+            if (result.QDit is { } qdit)
+            {
+                Console.Write(qdit.FormatSummary());
+                File.WriteAllText(Path.Combine(outDir, $"qdit-{setting.Name.ToLowerInvariant()}.json"), qdit.ToJson());
+            }
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
             double quantizedLayerMB = result.QuantizedWeightBytes / 1e6;
             double calibrationSeconds = result.Elapsed.TotalSeconds + extraSeconds;
@@ -288,6 +287,8 @@ internal static class EvaluateCommand
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
         foreach (var t in grid) t.Dispose();
+        qditTrajectories?.Dispose();
+        viditqTrajectories?.Dispose();
         fisherX0?.X0.Dispose();
         fisherX0?.Y.Dispose();
         return 0;
@@ -326,53 +327,6 @@ internal static class EvaluateCommand
     /// <summary>"226.01 [219.3, 233.4]", values scaled by <paramref name="scale"/> (100 for percentages).</summary>
     private static string Bracket(ConfidenceInterval ci, string format, double scale) =>
         $"{(ci.Estimate * scale).ToString(format, CultureInfo.InvariantCulture)} [{(ci.Lower * scale).ToString(format, CultureInfo.InvariantCulture)}, {(ci.Upper * scale).ToString(format, CultureInfo.InvariantCulture)}]";
-
-    /// <summary>
-    /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing
-    /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7).
-    /// </summary>
-    internal static Setting ParseSetting(string setting)
-    {
-        var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf"];
-        if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0] with method rtn, gptq or gptqf (GPTQ + Fisher calibration), e.g. gptq-w4a8 (./run.sh --help).");
-        int a = parts[1].IndexOf('a');
-        int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
-        int group = 0, rangeGroups = 0, activationGroup = 0;
-        int? svdRank = null;
-        bool rotate = false;
-        int rotationBlock = 0;
-        double? smooth = null, temperature = null;
-        bool dynamic = true;
-        FisherUse? use = null;
-        FisherLossSpace space = FisherLossSpace.Noise;
-        foreach (var extra in parts.Skip(2))
-        {
-            if (extra.StartsWith("static", StringComparison.Ordinal))
-            {
-                dynamic = false;
-                rangeGroups = extra.Length > 6 ? int.Parse(extra[6..], CultureInfo.InvariantCulture) : 0;
-            }
-            else if (extra.StartsWith("svd", StringComparison.Ordinal)) svdRank = extra.Length > 3 ? int.Parse(extra[3..], CultureInfo.InvariantCulture) : 32;
-            else if (extra == "rot") rotate = true;
-            else if (extra.StartsWith("rotb", StringComparison.Ordinal)) (rotate, rotationBlock) = (true, int.Parse(extra[4..], CultureInfo.InvariantCulture));
-            else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
-            else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
-            else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
-            else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
-            else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
-        }
-        var activations = QuantSpec.Activation(act, dynamic);
-        if (activationGroup > 0 && activations.IsEnabled)
-        {
-            if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
-            activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
-        }
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock);
-    }
 
     /// <summary>The temporal Fisher of the FP model's selected layers, from real training images or from its own samples.</summary>
     internal static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, Tensor x0, Tensor y, int samplesPerStep,

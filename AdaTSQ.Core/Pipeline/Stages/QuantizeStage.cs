@@ -8,7 +8,8 @@ namespace AdaTSQ.Pipeline.Stages;
 
 /// <summary>
 /// Stage 3 of a run (after capture and, for AdaTSQ, the Fisher estimate): for each layer, apply the plan's
-/// layer transforms (e.g. SmoothQuant), quantize its weight once per weight spec its policy uses, set its
+/// layer transforms (e.g. SmoothQuant), quantize its weight once per weight spec its policy uses (and once per smoothing
+/// step group, when a transform set smoothing per group of steps, as ViDiT-Q does), set its
 /// static activation ranges, and report the error of each version on the calibration data.
 /// Input: the swapped-in layers and their calibration statistics (or none). Output: one
 /// <see cref="LayerReport"/> per layer and weight version.
@@ -70,6 +71,7 @@ public sealed class QuantizeStage
                     if (config.Weight.IsEnabled) reports.Add(Report(layer, weight, config, stats));
                     _progress?.Report(new QuantizationProgress("quantize", ++done, total, layer.LayerName));
                 }
+                QuantizeStepGroups(layer, configs, calibration?.For(layer.LayerName), cancellationToken);
             }
             finally
             {
@@ -77,6 +79,27 @@ public sealed class QuantizeStage
             }
         }
         return reports;
+    }
+
+    // A layer with smoothing per step group (ViDiT-Q) gets, per group, one version per weight spec, quantized from
+    // W·diag(s_g)·Rᵀ; a quantizer that needs second moments gets the layer's Hessian over all steps in the group's basis.
+    private void QuantizeStepGroups(QuantLinear layer, IReadOnlyCollection<LayerQuantConfig> configs, LayerStatistics? raw, CancellationToken cancellationToken)
+    {
+        foreach (var (first, last) in layer.InputSmoothingGroups)
+        {
+            using var weight = layer.StepSmoothedWeight(first, last);
+            using var smoothed = _quantizer.Requirements.InputSecondMoments && raw is { HasData: true } ? raw.Smoothed(layer.InputSmoothingAt(first)!) : null;
+            using var rotated = smoothed is not null && layer.InputRotation is { } r ? smoothed.Rotated(r) : null;
+            var stats = rotated ?? smoothed;
+            if (_quantizer.Requirements.InputSecondMoments && stats is null)
+                throw new CalibrationException($"layer '{layer.LayerName}': {_quantizer.Name} needs calibration statistics, but the layer saw no input during calibration.");
+            foreach (var spec in configs.Select(c => c.Weight).Where(w => w.IsEnabled).Distinct())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (!layer.HasStepWeightVersion(spec, first, last))
+                    layer.SetStepWeightVersion(_quantizer.Quantize(layer.LayerName, weight, spec, stats, cancellationToken), first, last);
+            }
+        }
     }
 
     private void SetStaticRanges(QuantLinear layer, QuantSpec spec, LayerStatistics? stats)

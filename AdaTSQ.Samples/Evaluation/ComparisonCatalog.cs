@@ -1,0 +1,68 @@
+using System.Globalization;
+using AdaTSQ.Evaluation.Comparison;
+using AdaTSQ.Quantization;
+
+namespace AdaTSQ.Samples.Evaluation;
+
+/// <summary>
+/// The methods of <c>compare</c>: each name maps to an <c>evaluate</c> setting string with <c>{bits}</c> standing for
+/// the bit setting (<c>w4a4-g64-ag64</c>), so a method is configured exactly as <c>evaluate</c> configures that string
+/// (<see cref="SettingCatalog"/>). Adding a method is one line.
+/// </summary>
+internal static class ComparisonCatalog
+{
+    /// <summary>Method name → setting template, in the table's row order.</summary>
+    public static IReadOnlyList<(string Name, string Template, string Description)> Methods { get; } =
+    [
+        ("rtn", "rtn-{bits}", "round-to-nearest"),
+        ("smoothquant", "rtn-{bits}-sq0.5", "SmoothQuant α 0.5, then RTN"),
+        ("gptq", "gptq-{bits}", "GPTQ"),
+        ("quarot", "rtn-{bits}-rot", "QuaRot: randomized Hadamard rotation of each layer's input, then RTN"),
+        ("quarot-gptq", "gptq-{bits}-rot", "QuaRot rotation, then GPTQ"),
+        ("svdquant", "rtn-{bits}-svd32", "SVDQuant: searched smoothing, rank-32 full-precision branch, RTN on the residual"),
+        ("qdit", "qdit-{bits}", "Q-DiT: per-layer group sizes by an evolutionary search (trajectory MSE instead of the paper's FID), GPTQ weights, dynamic activations grouped as the weights"),
+        ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
+    ];
+
+    /// <summary>The methods run when <c>--methods</c> is not given.</summary>
+    public static IReadOnlyList<string> DefaultMethods { get; } = ["rtn", "smoothquant", "gptq", "quarot", "svdquant", "adatsq"];
+
+    /// <summary>The setting-string form of a bit setting: <c>w8a8</c>, <c>w4a4-g64-ag64</c>.</summary>
+    /// <exception cref="ArgumentException">The specs have no setting-string form (asymmetric, clipped, static per-token …).</exception>
+    public static string BitsToken(BitSetting bits)
+    {
+        ArgumentNullException.ThrowIfNull(bits);
+        var (w, a) = (bits.Weights, bits.Activations);
+        if (!w.Symmetric || !a.Symmetric || w.ClipRatio != 1 || a.ClipRatio != 1 || w.Granularity is not (QuantGranularity.PerChannel or QuantGranularity.PerGroup)
+            || (a.IsEnabled && a.Granularity is not (QuantGranularity.PerToken or QuantGranularity.PerGroup or QuantGranularity.PerTensor)))
+            throw new ArgumentException($"bit setting {bits.Describe()} has no evaluate setting string (symmetric, unclipped, per-channel or per-group weights and per-token, per-group or static per-tensor activations only).", nameof(bits));
+        string token = string.Create(CultureInfo.InvariantCulture, $"w{w.Bits}a{a.Bits}");
+        if (w.Granularity == QuantGranularity.PerGroup) token += string.Create(CultureInfo.InvariantCulture, $"-g{w.GroupSize}");
+        if (a.IsEnabled && a.Granularity == QuantGranularity.PerGroup) token += string.Create(CultureInfo.InvariantCulture, $"-ag{a.GroupSize}");
+        if (a.IsEnabled && !a.Dynamic) token += "-static";
+        return token;
+    }
+
+    /// <summary>The evaluate setting string of <paramref name="method"/> at <paramref name="bits"/>, e.g. <c>gptq-w4a4-g64-ag64</c>.</summary>
+    /// <exception cref="ArgumentException">The method is not in the catalog.</exception>
+    public static string SettingString(string method, BitSetting bits) => Find(method).Template.Replace("{bits}", BitsToken(bits), StringComparison.Ordinal);
+
+    /// <summary>
+    /// The <see cref="Setting"/> of <paramref name="method"/> at <paramref name="bits"/>, parsed by <see cref="SettingCatalog.ParseSetting"/>;
+    /// its specs are checked against the bit setting's.
+    /// </summary>
+    /// <exception cref="ArgumentException">The method is unknown, or its template changes the bit setting's specs.</exception>
+    public static Setting SettingFor(string method, BitSetting bits)
+    {
+        var setting = SettingCatalog.ParseSetting(SettingString(method, bits));
+        if (setting.Weights != bits.Weights || setting.Activations != bits.Activations)
+            throw new ArgumentException($"method {method}'s setting {setting.Name} quantizes with weights {setting.Weights}, activations {setting.Activations}, not {bits.Describe()}.");
+        return setting;
+    }
+
+    /// <summary>The catalog entry named <paramref name="method"/> (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">No such method; the message lists the catalog.</exception>
+    public static (string Name, string Template, string Description) Find(string method) =>
+        Methods.FirstOrDefault(m => string.Equals(m.Name, method?.Trim(), StringComparison.OrdinalIgnoreCase)) is { Name: not null } entry ? entry
+        : throw new ArgumentException($"method '{method}' is not in the compare catalog; methods: {string.Join(", ", Methods.Select(m => m.Name))}.", nameof(method));
+}

@@ -1,0 +1,221 @@
+using System.Globalization;
+using AdaTSQ.Abstractions;
+using AdaTSQ.Calibration;
+using AdaTSQ.Methods.AdaTSQ.Fisher;
+using AdaTSQ.Methods.AdaTSQ.Search;
+using AdaTSQ.Methods.QDit;
+using AdaTSQ.Methods.Ptq4Dit;
+using AdaTSQ.Methods.ViDiTQ;
+using AdaTSQ.Methods.QuaRot;
+using AdaTSQ.Methods.SvdQuant;
+using AdaTSQ.Pipeline;
+using AdaTSQ.Quantization;
+
+namespace AdaTSQ.Samples.Evaluation;
+
+/// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null);
+
+/// <summary>
+/// What configuring a <see cref="Setting"/> needs from the command that runs it: the layers, the seed, the
+/// calibration data, the temporal Fisher (gptqf) and the Fisher options shared by every gptqf setting.
+/// </summary>
+internal sealed record SettingServices
+{
+    /// <summary>Glob of the quantized layers (e.g. <c>blocks.*</c>).</summary>
+    public required string Layers { get; init; }
+
+    /// <summary>Seed of SVDQuant's randomized SVD, QuaRot's rotation and the Fisher calibration.</summary>
+    public required long Seed { get; init; }
+
+    /// <summary>The calibration data of a setting that needs calibration (a new source per call).</summary>
+    public required Func<Setting, ICalibrationSource> Calibration { get; init; }
+
+    /// <summary>Progress of the calibration of a setting (null: the builder keeps what it has).</summary>
+    public Func<Setting, IProgress<QuantizationProgress>?>? CalibrationProgress { get; init; }
+
+    /// <summary>The temporal Fisher of a loss space (gptqf settings only; null when no gptqf setting is run).</summary>
+    public Func<FisherLossSpace, TemporalFisher>? Fisher { get; init; }
+
+    /// <summary>Fisher weighting of gptqf settings (a setting's -t&lt;tau&gt; overrides the temperature).</summary>
+    public FisherWeighting Weighting { get; init; } = new();
+
+    /// <summary>How gptqf uses the Fisher (a setting's -is overrides it).</summary>
+    public FisherUse FisherUse { get; init; } = FisherUse.Weight;
+
+    /// <summary>Share of steps kept by the Fisher's step sampling.</summary>
+    public double FisherFraction { get; init; } = 0.25;
+
+    /// <summary>
+    /// qdit settings: the model and the trajectories Q-DiT's group-size search scores candidates on (owned by the
+    /// command, shared by every qdit setting; null when no qdit setting is run).
+    /// </summary>
+    public Func<(TorchSharp.torch.nn.Module Model, SearchTrajectories Trajectories)>? QDitSearch { get; init; }
+
+    /// <summary>
+    /// ptq4dit settings: the model PTQ4DiT's balancing is folded into (its parameters change until the balancing is
+    /// undone; null when no ptq4dit setting is run).
+    /// </summary>
+    public TorchSharp.torch.nn.Module? Model { get; init; }
+
+    /// <summary>
+    /// viditq settings with mixed precision (-mp): the trajectories its sensitivities are measured on and the extra
+    /// metrics beside the two frequency-band MSEs (e.g. the judge classifier's); owned by the command.
+    /// </summary>
+    public Func<(SearchTrajectories Trajectories, IReadOnlyList<ISensitivityMetric> ExtraMetrics)>? ViDiTQMixedPrecision { get; init; }
+}
+
+/// <summary>What a configured setting leaves to undo after <c>QuantizationResult.Restore()</c> (PTQ4DiT's fold).</summary>
+internal sealed class SettingCleanup : IDisposable
+{
+    private Ptq4DitBalancing? _balancing;
+
+    internal SettingCleanup(Ptq4DitBalancing? balancing) => _balancing = balancing;
+
+    /// <summary>Undoes what the setting changed in the model outside its quantized layers; call after <c>Restore()</c>.</summary>
+    public void Dispose()
+    {
+        if (_balancing is { IsApplied: true }) _balancing.Undo();
+        _balancing?.Dispose();
+        _balancing = null;
+    }
+}
+
+/// <summary>
+/// The setting strings of <c>evaluate</c> and <c>compare</c> (<c>rtn-w4a4-g64-ag64-svd32</c>): <see cref="ParseSetting"/>
+/// turns one into a <see cref="Setting"/>, <see cref="Configure"/> puts it on a <see cref="QuantizationBuilder"/>. Both
+/// commands configure through here, so a setting means the same in both.
+/// </summary>
+internal static class SettingCatalog
+{
+    /// <summary>Whether the setting needs calibration data (anything beyond RTN with dynamic activations).</summary>
+    internal static bool NeedsCalibration(Setting setting) =>
+        setting.Ptq4Dit || setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic;
+
+    /// <summary>
+    /// Configures <paramref name="builder"/> (which has the model, and may have a logger and progress) for
+    /// <paramref name="setting"/>: layers, specs, smoothing, SVDQuant, rotation, static range groups, calibration data,
+    /// Fisher calibration, GPTQ, in that order.
+    /// </summary>
+    internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services) =>
+        Configure(builder, setting, services, out _);
+
+    /// <summary>
+    /// <see cref="Configure(QuantizationBuilder, Setting, SettingServices)"/>, and what to undo after the result's
+    /// <c>Restore()</c>: PTQ4DiT folds its balancing into the model (adaLN modulation, value rows), which <c>Restore()</c>
+    /// does not put back; dispose <paramref name="cleanup"/> after it.
+    /// </summary>
+    internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services, out SettingCleanup cleanup)
+    {
+        cleanup = new SettingCleanup(null);
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(setting);
+        ArgumentNullException.ThrowIfNull(services);
+        long seed = services.Seed;
+        builder.Layers(services.Layers).Weights(setting.Weights).Activations(setting.Activations);
+        if (setting.SmoothAlpha is { } alpha) builder.SmoothActivations(alpha);
+        if (setting.SvdRank is { } rank) builder.UseSvdQuant(new SvdQuantOptions { Rank = rank, Seed = seed });
+        if (setting.Rotate)
+            builder.RotateInputs(setting.RotationBlock > 0
+                ? new QuaRotOptions { Seed = checked((int)seed), Construction = HadamardConstruction.BlockDiagonal, BlockSize = setting.RotationBlock }
+                : new QuaRotOptions { Seed = checked((int)seed) });
+        if (setting.RangeGroups > 1) builder.StaticRangesPerTimestepGroup(setting.RangeGroups);
+        if (setting.Method == "viditq")
+        {
+            // ViDiT-Q: channel balancing per timestep group, then rotation; -mp adds the metric-decoupled mixed precision.
+            var mixed = setting.MixedPrecisionBudget is null ? ((SearchTrajectories, IReadOnlyList<ISensitivityMetric>)?)null
+                : (services.ViDiTQMixedPrecision ?? throw new InvalidOperationException($"setting {setting.Name} needs ViDiT-Q's sensitivity trajectories; none were provided."))();
+            builder.UseViDiTQ(new ViDiTQOptions
+            {
+                Rotation = new QuaRotOptions { Seed = checked((int)seed) },
+                MixedPrecision = setting.MixedPrecisionBudget is { } budget ? new ViDiTQMixedPrecisionOptions
+                {
+                    AverageWeightBits = budget,
+                    Metrics = [FrequencyBandMseMetric.Structure, FrequencyBandMseMetric.Detail, .. mixed!.Value.Item2],
+                } : null,
+            }, mixed?.Item1);
+        }
+        if (setting.Ptq4Dit)
+        {
+            // PTQ4DiT: balancing folded into the model before the capture; undone by the cleanup after Restore().
+            var balancing = new Ptq4DitBalancing(services.Model ?? throw new InvalidOperationException($"setting {setting.Name} needs the model for PTQ4DiT's fold; none was provided."));
+            cleanup = new SettingCleanup(balancing);
+            builder.UsePtq4Dit(balancing);
+        }
+        if (NeedsCalibration(setting))
+        {
+            // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
+            builder.CalibrationData(services.Calibration(setting));
+            if (services.CalibrationProgress?.Invoke(setting) is { } progress) builder.WithProgress(progress);
+        }
+        if (setting.Method == "gptqf")
+        {
+            var fisher = (services.Fisher ?? throw new InvalidOperationException($"setting {setting.Name} needs a temporal Fisher; none was provided."))(setting.FisherSpace);
+            var weighting = setting.FisherTemperature is { } tau ? services.Weighting with { Temperature = tau } : services.Weighting;
+            builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = weighting, Use = setting.FisherUse ?? services.FisherUse, StepFraction = services.FisherFraction, Seed = seed });
+        }
+        if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+        if (setting.Method == "qdit")
+        {
+            // Q-DiT: the per-layer group-size search (GPTQ weights), scored on the command's search trajectories.
+            var (model, trajectories) = (services.QDitSearch ?? throw new InvalidOperationException($"setting {setting.Name} needs Q-DiT's search trajectories; none were provided."))();
+            builder.UseQDit(model, trajectories, new QDitOptions { Seed = checked((int)seed) });
+        }
+        return builder;
+    }
+
+    /// <summary>
+    /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing
+    /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7).
+    /// </summary>
+    internal static Setting ParseSetting(string setting)
+    {
+        var parts = setting.ToLowerInvariant().Split('-');
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq"];
+        if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), e.g. gptq-w4a8 (./run.sh --help).");
+        int a = parts[1].IndexOf('a');
+        int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
+        int group = 0, rangeGroups = 0, activationGroup = 0;
+        int? svdRank = null;
+        bool rotate = false;
+        int rotationBlock = 0;
+        double? smooth = null, temperature = null;
+        bool dynamic = true;
+        FisherUse? use = null;
+        FisherLossSpace space = FisherLossSpace.Noise;
+        bool ptq4dit = parts[0] == "ptq4dit";
+        double? mixedPrecision = null;
+        foreach (var extra in parts.Skip(2))
+        {
+            if (extra.StartsWith("static", StringComparison.Ordinal))
+            {
+                dynamic = false;
+                rangeGroups = extra.Length > 6 ? int.Parse(extra[6..], CultureInfo.InvariantCulture) : 0;
+            }
+            else if (extra.StartsWith("svd", StringComparison.Ordinal)) svdRank = extra.Length > 3 ? int.Parse(extra[3..], CultureInfo.InvariantCulture) : 32;
+            else if (extra == "rot") rotate = true;
+            else if (extra == "ptq4dit" && parts[0] is "rtn" or "gptq") ptq4dit = true;
+            else if (extra.StartsWith("rotb", StringComparison.Ordinal)) (rotate, rotationBlock) = (true, int.Parse(extra[4..], CultureInfo.InvariantCulture));
+            else if (extra.StartsWith("ag", StringComparison.Ordinal)) activationGroup = int.Parse(extra[2..], CultureInfo.InvariantCulture);
+            else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
+            else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
+            else if (extra.StartsWith("mp", StringComparison.Ordinal) && parts[0] == "viditq") mixedPrecision = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 5.0;
+            else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
+            else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
+            else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
+        }
+        var activations = QuantSpec.Activation(act, dynamic);
+        if (activationGroup > 0 && activations.IsEnabled)
+        {
+            if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
+            activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
+        }
+        if (parts[0] == "viditq" && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': viditq smooths per timestep group and rotates by itself; drop -sq, -svd and -rot.");
+        if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision);
+    }
+}

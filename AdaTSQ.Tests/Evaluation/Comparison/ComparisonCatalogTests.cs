@@ -1,0 +1,83 @@
+using AdaTSQ.Calibration;
+using AdaTSQ.Evaluation.Comparison;
+using AdaTSQ.Pipeline;
+using AdaTSQ.Quantization;
+using AdaTSQ.Samples.Evaluation;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdaTSQ.Tests.Evaluation.Comparison;
+
+/// <summary>compare's methods are evaluate's setting strings, configured by the same code.</summary>
+public class ComparisonCatalogTests
+{
+    [TestCase("rtn", "W8A8", "rtn-w8a8")]
+    [TestCase("rtn", "W4A8", "rtn-w4a8")]
+    [TestCase("gptq", "W4A4", "gptq-w4a4-g64-ag64")]
+    [TestCase("smoothquant", "W4A4", "rtn-w4a4-g64-ag64-sq")]
+    [TestCase("quarot", "W3A3", "rtn-w3a3-g64-ag64-rot")]
+    [TestCase("quarot-gptq", "W4A8", "gptq-w4a8-rot")]
+    [TestCase("svdquant", "W4A4", "rtn-w4a4-g64-ag64-svd")]
+    [TestCase("adatsq", "W3A3", "gptqf-w3a3-g64-ag64")]
+    public void ACompareCellIsTheEvaluateSetting(string method, string bits, string evaluateSetting)
+    {
+        var fromCompare = ComparisonCatalog.SettingFor(method, BitSetting.Parse(bits));
+        var fromEvaluate = SettingCatalog.ParseSetting(evaluateSetting);
+        Assert.That(fromCompare with { Name = "" }, Is.EqualTo(fromEvaluate with { Name = "" }));
+    }
+
+    [Test]
+    public void TheDefaultBitSettingsAreTheProjectsSpecs()
+    {
+        Assert.That(SettingCatalog.ParseSetting("rtn-w8a8").Weights, Is.EqualTo(BitSetting.W8A8.Weights));
+        Assert.That(SettingCatalog.ParseSetting("rtn-w4a8").Activations, Is.EqualTo(BitSetting.W4A8.Activations));
+        Assert.That(BitSetting.W4A4.Weights, Is.EqualTo(QuantSpec.Weight(4, 64)));
+        Assert.That(BitSetting.W4A4.Activations, Is.EqualTo(QuantSpec.Activation(4, 64)));
+        Assert.That(BitSetting.W3A3.Activations.GroupSize, Is.EqualTo(64));
+        Assert.That(BitSetting.Parse("w4a4"), Is.SameAs(BitSetting.W4A4));
+        Assert.Throws<ArgumentException>(() => BitSetting.Parse("W5A5"));
+        Assert.Throws<ArgumentException>(() => ComparisonCatalog.Find("nosuchmethod"));
+    }
+
+    [TestCase("smoothquant", "W4A4")]
+    [TestCase("quarot-gptq", "W4A8")]
+    [TestCase("gptq", "W4A4")]
+    public void EvaluateAndCompareQuantizeTheModelIdentically(string method, string bits)
+    {
+        var bitSetting = BitSetting.Parse(bits);
+        using var input = torch.randn([6, 256], generator: new Generator(5));
+        // evaluate: a fresh builder with the model and the logger, then SettingCatalog.Configure.
+        using var evaluateOut = Quantize(model => new QuantizationBuilder().ForModel(model),
+            SettingCatalog.ParseSetting(ComparisonCatalog.SettingString(method, bitSetting)), input);
+        // compare: ModelComparison's builder has the bit setting's specs already; the method configures the rest.
+        using var compareOut = Quantize(model => new QuantizationBuilder().ForModel(model).Weights(bitSetting.Weights).Activations(bitSetting.Activations),
+            ComparisonCatalog.SettingFor(method, bitSetting), input);
+        using var fp = Quantize(null, null, input);
+        Assert.That(compareOut.allclose(evaluateOut, 0, 0), "bit for bit");
+        using var diff = (compareOut - fp).abs().max();
+        Assert.That(diff.item<float>(), Is.GreaterThan(0f), "and quantized");
+    }
+
+    private static Tensor Quantize(Func<nn.Module, QuantizationBuilder>? start, Setting? setting, Tensor input)
+    {
+        torch.manual_seed(7);
+        using var model = nn.Sequential(("fc1", nn.Linear(256, 128)), ("act", nn.GELU()), ("fc2", nn.Linear(128, 256)));
+        model.eval();
+        using var g = new Generator(11);
+        var calibration = Enumerable.Range(0, 2).Select(_ => torch.randn([16, 256], generator: g)).ToList();
+        try
+        {
+            if (start is not null && setting is not null)
+            {
+                var services = new SettingServices { Layers = "*", Seed = 0, Calibration = _ => new ModuleCalibrationSource(model, calibration) };
+                SettingCatalog.Configure(start(model), setting, services).Build().Apply();
+            }
+            using var _ = torch.no_grad();
+            return ((Tensor)model.call(input)).detach().clone();
+        }
+        finally
+        {
+            foreach (var t in calibration) t.Dispose();
+        }
+    }
+}
