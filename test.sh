@@ -10,6 +10,16 @@ export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 bash eng/install-datasets.sh
 
+# The apps are not referenced by the test project: build them too, so a sample or benchmark that no longer
+# compiles fails the run (./run.sh would fail on it).
+for app in AdaTSQ.Samples/AdaTSQ.Samples.csproj AdaTSQ.Samples/Quickstart/AdaTSQ.Samples.Quickstart.csproj AdaTSQ.Benchmarks/AdaTSQ.Benchmarks.csproj; do
+  if ! dotnet build "$app" -c Release -v quiet -nologo; then
+    echo "The build of $app failed."
+    echo "Tests: 0 passed, 1 failed"
+    exit 1
+  fi
+done
+
 results="$(pwd)/TestResults"
 rm -rf "$results"
 dotnet test AdaTSQ.Tests/AdaTSQ.Tests.csproj -c Release \

@@ -41,17 +41,7 @@ internal static class CompareCommand
         var bits = (Program.Option(args, "--bits") ?? "W8A8,W4A8,W4A4,W3A3").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(BitSetting.Parse).ToList();
         string judged = Program.Option(args, "--judge") ?? "adatsq";
         int calibSamples = Program.IntOption(args, "--calib-samples", 32), calibBatch = Program.IntOption(args, "--calib-batch", 16);
-        int fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
-        string fisherData = Program.Option(args, "--fisher-data") ?? "real";
-        if (fisherData is not ("real" or "generated")) throw new ArgumentException($"--fisher-data {fisherData}: expected real or generated.");
-        var weighting = new FisherWeighting
-        {
-            Temperature = Program.DoubleOption(args, "--fisher-temperature", 1.0),
-            Floor = Program.DoubleOption(args, "--fisher-floor", 0.1),
-            PerLayer = !args.Contains("--fisher-shared"),
-        };
-        var fisherUse = Enum.Parse<FisherUse>(Program.Option(args, "--fisher-use") ?? "weight", ignoreCase: true);
-        double fisherFraction = Program.DoubleOption(args, "--fisher-fraction", 0.25);
+        var (fisherSamples, fisherData, weighting, fisherUse, fisherFraction) = FisherCommandOptions.Parse(args);
         string outDir = Program.Option(args, "--out") ?? "artifacts/compare";
         string cacheDir = Program.Option(args, "--cache") ?? Path.Combine(outDir, "cache");
 

@@ -16,6 +16,8 @@ using TorchSharp;
 using static TorchSharp.torch;
 using AdaTSQ.Pipeline;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
+using AdaTSQ.Methods.AdaTSQ.Search;
+using AdaTSQ.Methods.ViDiTQ;
 
 namespace AdaTSQ.Samples.Evaluation;
 
@@ -54,17 +56,7 @@ internal static class EvaluateCommand
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
         var settings = (Program.Option(args, "--methods") ?? "rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(SettingCatalog.ParseSetting).ToList();
         int calibSamples = Program.IntOption(args, "--calib-samples", 32), calibBatch = Program.IntOption(args, "--calib-batch", 16);
-        int fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
-        string fisherData = Program.Option(args, "--fisher-data") ?? "real";
-        if (fisherData is not ("real" or "generated")) throw new ArgumentException($"--fisher-data {fisherData}: expected real or generated.");
-        var weighting = new FisherWeighting
-        {
-            Temperature = Program.DoubleOption(args, "--fisher-temperature", 1.0),
-            Floor = Program.DoubleOption(args, "--fisher-floor", 0.1),
-            PerLayer = !args.Contains("--fisher-shared"),
-        };
-        var fisherUse = Enum.Parse<FisherUse>(Program.Option(args, "--fisher-use") ?? "weight", ignoreCase: true);
-        double fisherFraction = Program.DoubleOption(args, "--fisher-fraction", 0.25);
+        var (fisherSamples, fisherData, weighting, fisherUse, fisherFraction) = FisherCommandOptions.Parse(args);
         string outDir = Program.Option(args, "--out") ?? "artifacts/eval";
         bool integer = !args.Contains("--no-integer");
         // --integer-only: a setting the integer kernels run is sampled on them only (they equal fake quantization up to
@@ -157,14 +149,17 @@ internal static class EvaluateCommand
             return entry.Fisher;
         }
         // qdit: Q-DiT's group-size search (GPTQ weights) scored on --qdit-samples DDIM trajectories of their own seed, made once.
-        SearchTrajectories? qditTrajectories = null, viditqTrajectories = null;
+        using var qditTrajectories = new DisposableLazy<SearchTrajectories>(() =>
+            SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000));
+        using var viditqTrajectories = new DisposableLazy<SearchTrajectories>(() =>
+            SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options with { Seed = seed + 3000 }), samples: 8, seed + 7000));
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction, Fisher = FisherFor,
             Model = model,
-            ViDiTQMixedPrecision = () => (viditqTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options with { Seed = seed + 3000 }), samples: 8, seed + 7000),
+            ViDiTQMixedPrecision = () => (viditqTrajectories.Value,
                 [new ClassProbabilityMetric(classifier)]),
-            QDitSearch = () => (model, qditTrajectories ??= SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000)),
+            QDitSearch = () => (model, qditTrajectories.Value),
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
                 Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },
@@ -287,8 +282,6 @@ internal static class EvaluateCommand
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
         foreach (var t in grid) t.Dispose();
-        qditTrajectories?.Dispose();
-        viditqTrajectories?.Dispose();
         fisherX0?.X0.Dispose();
         fisherX0?.Y.Dispose();
         return 0;
