@@ -17,7 +17,8 @@ namespace AdaTSQ.Pipeline;
 /// calibrator first estimates its temporal Fisher on the full-precision model) → quantize each weight once per
 /// spec its policy uses (<see cref="QuantizeStage"/>, after the plan's layer transforms) → search the policy
 /// (<see cref="SearchStage"/>, when the plan has one) → set the policy and report. With block-by-block calibration
-/// the capture and quantize stages alternate per block. Any failure after the swap puts the original layers back.
+/// the capture and quantize stages alternate per block. Any failure after the swap puts the original layers back and
+/// reverts what the transforms changed elsewhere in the model (<see cref="IModelChangingTransform"/>).
 /// </summary>
 public sealed class QuantizationPipeline
 {
@@ -139,7 +140,7 @@ public sealed class QuantizationPipeline
             watch.Stop();
             var result = new QuantizationResult(Model, finalPolicy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
                 layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) {
-                PeakCalibrationBytes = peakBytes, SearchOutcome = searched,
+                PeakCalibrationBytes = peakBytes, SearchOutcome = searched, ModelChanges = Transforms.OfType<IModelChangingTransform>().ToList(),
                 WeightVersions = layers.Select(l => new LayerWeightVersions(l.LayerName,
                     l.WeightVersions.OrderBy(s => s.Bits).ThenBy(s => s.ToString(), StringComparer.Ordinal).ToList(), l.QuantizedWeightBytes)).ToList(),
             };
@@ -150,6 +151,7 @@ public sealed class QuantizationPipeline
         catch
         {
             ModelSurgery.Restore(Model);
+            QuantizationResult.RevertModelChanges(Transforms.OfType<IModelChangingTransform>());
             throw;
         }
     }

@@ -8,7 +8,8 @@ namespace AdaTSQ.Pipeline;
 
 /// <summary>
 /// The outcome of <see cref="QuantizationPipeline.Apply"/>: the model (quantized in place), the
-/// per-layer error report and memory. <see cref="Restore"/> puts the original layers back.
+/// per-layer error report and memory. <see cref="Restore"/> puts the original layers back, and undoes what the plan's
+/// transforms changed elsewhere in the model (<see cref="IModelChangingTransform"/>, e.g. PTQ4DiT's fold).
 /// </summary>
 public sealed class QuantizationResult
 {
@@ -68,8 +69,26 @@ public sealed class QuantizationResult
     /// <summary>Wall time of the whole run.</summary>
     public TimeSpan Elapsed { get; }
 
-    /// <summary>Puts the original linear layers back; returns how many were restored.</summary>
-    public int Restore() => ModelSurgery.Restore(Model);
+    /// <summary>The plan's transforms that changed the model outside its quantized layers, reverted by <see cref="Restore"/>.</summary>
+    internal IReadOnlyList<IModelChangingTransform> ModelChanges { get; init; } = [];
+
+    /// <summary>
+    /// Puts the original linear layers back, then reverts, in reverse order, every change the plan's transforms made to
+    /// the rest of the model (<see cref="IModelChangingTransform"/>: PTQ4DiT's balancing fold); returns how many layers
+    /// were restored. After it the model computes what it computed before <c>Apply</c>.
+    /// </summary>
+    public int Restore()
+    {
+        int restored = ModelSurgery.Restore(Model);
+        RevertModelChanges(ModelChanges);
+        return restored;
+    }
+
+    internal static void RevertModelChanges(IEnumerable<IModelChangingTransform> changes)
+    {
+        foreach (var change in changes.Reverse())
+            if (change.HasChangedModel) change.RevertModelChanges();
+    }
 
     /// <summary>
     /// Per layer, the weight versions it keeps and their bytes (codes, scales, zero points). A layer whose policy uses

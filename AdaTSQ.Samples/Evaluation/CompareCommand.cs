@@ -80,6 +80,8 @@ internal static class CompareCommand
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction,
             Fisher = space => fisherSeconds[space].Fisher,
             QDitSearch = () => (model, qditTrajectories.Value),
+            // ptq4dit: the balancing is folded into this model; each cell's Restore() reverts it (IModelChangingTransform).
+            Model = model,
             Calibration = _ => TrajectoryCalibrationSource.ForDiT(model, ddpm, sampler == "ddim", new TrajectoryCalibrationOptions
             {
                 Samples = calibSamples, BatchSize = calibBatch, Seed = seed + 1000, Sampling = options with { Seed = seed + 2000 },

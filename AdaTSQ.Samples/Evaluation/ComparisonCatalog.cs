@@ -21,6 +21,9 @@ internal static class ComparisonCatalog
         ("quarot-gptq", "gptq-{bits}-rot", "QuaRot rotation, then GPTQ"),
         ("svdquant", "rtn-{bits}-svd32", "SVDQuant: searched smoothing, rank-32 full-precision branch, RTN on the residual"),
         ("qdit", "qdit-{bits}", "Q-DiT: per-layer group sizes by an evolutionary search (trajectory MSE instead of the paper's FID), GPTQ weights, dynamic activations grouped as the weights"),
+        ("ptq4dit", "ptq4dit-{bits}", "PTQ4DiT: channel salience balancing with Spearman-calibrated activation salience, folded offline into adaLN and the value rows, then RTN"),
+        ("ptq4dit-gptq", "gptq-{bits}-ptq4dit", "PTQ4DiT's balancing, then GPTQ"),
+        ("viditq", "viditq-{bits}", "ViDiT-Q: static-dynamic channel balancing (smoothing per timestep group, then Hadamard rotation), RTN weights, dynamic activations at the column's granularity; no mixed precision"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
 

@@ -65,14 +65,18 @@ internal sealed record SettingServices
     public Func<(SearchTrajectories Trajectories, IReadOnlyList<ISensitivityMetric> ExtraMetrics)>? ViDiTQMixedPrecision { get; init; }
 }
 
-/// <summary>What a configured setting leaves to undo after <c>QuantizationResult.Restore()</c> (PTQ4DiT's fold).</summary>
+/// <summary>
+/// What a configured setting owns beyond the builder: PTQ4DiT's balancing. The result's <c>Restore()</c> already reverts
+/// its fold (<c>IModelChangingTransform</c>); disposing this after it frees whatever is left and, should the fold still be
+/// in the model (a run that never got a result), undoes it.
+/// </summary>
 internal sealed class SettingCleanup : IDisposable
 {
     private Ptq4DitBalancing? _balancing;
 
     internal SettingCleanup(Ptq4DitBalancing? balancing) => _balancing = balancing;
 
-    /// <summary>Undoes what the setting changed in the model outside its quantized layers; call after <c>Restore()</c>.</summary>
+    /// <summary>Undoes a fold that is still in the model and frees the balancing; call after <c>Restore()</c>.</summary>
     public void Dispose()
     {
         if (_balancing is { IsApplied: true }) _balancing.Undo();
@@ -101,9 +105,9 @@ internal static class SettingCatalog
         Configure(builder, setting, services, out _);
 
     /// <summary>
-    /// <see cref="Configure(QuantizationBuilder, Setting, SettingServices)"/>, and what to undo after the result's
-    /// <c>Restore()</c>: PTQ4DiT folds its balancing into the model (adaLN modulation, value rows), which <c>Restore()</c>
-    /// does not put back; dispose <paramref name="cleanup"/> after it.
+    /// <see cref="Configure(QuantizationBuilder, Setting, SettingServices)"/>, and what the setting owns beyond the builder:
+    /// PTQ4DiT folds its balancing into the model (adaLN modulation, value rows), which the result's <c>Restore()</c>
+    /// reverts; dispose <paramref name="cleanup"/> after it to free the balancing.
     /// </summary>
     internal static QuantizationBuilder Configure(QuantizationBuilder builder, Setting setting, SettingServices services, out SettingCleanup cleanup)
     {

@@ -11,7 +11,7 @@ namespace AdaTSQ.Methods.Ptq4Dit;
 /// layer (CSB, with SSC's calibrated activation salience), folded offline into the model (<see cref="DiTReparameterization"/>).
 /// Plug it into a quantization run with <c>UsePtq4Dit</c> (it then runs before the pipeline's capture), or call
 /// <see cref="Apply"/> yourself. The model is changed in place; <see cref="Undo"/> puts its original parameters back
-/// (after the quantized layers were restored).
+/// (after the quantized layers were restored); in a <c>UsePtq4Dit</c> run, the result's <c>Restore()</c> calls it.
 /// </summary>
 public sealed class Ptq4DitBalancing : IDisposable
 {

@@ -13,8 +13,9 @@ public static class Ptq4DitBuilderExtensions
     /// the run captures, quantizes (RTN, or GPTQ with <c>UseHessianOptimization</c>) and searches as usual, on the
     /// re-parameterized model. Sets the calibrator (a <see cref="UniformCalibrator"/> underneath; a later
     /// <c>Calibrator(...)</c> or <c>UseFisherCalibration</c> replaces it, and the run then fails before quantizing) and
-    /// cannot use <c>CacheCalibration</c>. Needs calibration data. The model keeps the folded parameters after
-    /// <c>Restore()</c>: call <paramref name="balancing"/>.<see cref="Ptq4DitBalancing.Undo"/> after it. Chainable.
+    /// cannot use <c>CacheCalibration</c>. Needs calibration data. <c>Restore()</c> of the result (and a failed run) undoes the
+    /// fold, so the restored model computes exactly what it did before; <paramref name="balancing"/> keeps its reports and
+    /// can be disposed afterwards. Chainable.
     /// </summary>
     public static QuantizationBuilder UsePtq4Dit(this QuantizationBuilder builder, Ptq4DitBalancing balancing)
     {

@@ -8,9 +8,10 @@ namespace AdaTSQ.Methods.Ptq4Dit;
 /// PTQ4DiT's step of the quantize stage. The balancing itself is already folded into the model's parameters before the
 /// capture (<see cref="Ptq4DitCalibrator"/>), so the layers and their statistics need no change here: this transform checks
 /// that the fold ran before any layer is quantized — it does not when the statistics were loaded from a calibration cache,
-/// which PTQ4DiT cannot use — and reports the plan's problems at <c>Build()</c>.
+/// which PTQ4DiT cannot use — and reports the plan's problems at <c>Build()</c>. As an <see cref="IModelChangingTransform"/>
+/// it undoes the fold when the result is restored (<see cref="QuantizationResult.Restore"/>) or the run fails.
 /// </summary>
-public sealed class Ptq4DitTransform : ILayerTransform
+public sealed class Ptq4DitTransform : IModelChangingTransform
 {
     private readonly Ptq4DitBalancing _balancing;
 
@@ -22,6 +23,15 @@ public sealed class Ptq4DitTransform : ILayerTransform
 
     /// <inheritdoc />
     public string Name => "PTQ4DiT";
+
+    /// <inheritdoc />
+    public bool HasChangedModel => _balancing.IsApplied;
+
+    /// <inheritdoc />
+    public void RevertModelChanges()
+    {
+        if (_balancing.IsApplied) _balancing.Undo();
+    }
 
     /// <inheritdoc />
     public CalibrationRequirements Requirements(bool rangesPerTimestepGroup) => CalibrationRequirements.None;

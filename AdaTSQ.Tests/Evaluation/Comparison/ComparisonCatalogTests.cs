@@ -19,6 +19,10 @@ public class ComparisonCatalogTests
     [TestCase("quarot-gptq", "W4A8", "gptq-w4a8-rot")]
     [TestCase("svdquant", "W4A4", "rtn-w4a4-g64-ag64-svd")]
     [TestCase("adatsq", "W3A3", "gptqf-w3a3-g64-ag64")]
+    [TestCase("ptq4dit", "W4A4", "ptq4dit-w4a4-g64-ag64")]
+    [TestCase("ptq4dit-gptq", "W4A8", "gptq-w4a8-ptq4dit")]
+    [TestCase("viditq", "W3A3", "viditq-w3a3-g64-ag64")]
+    [TestCase("qdit", "W4A4", "qdit-w4a4-g64-ag64")]
     public void ACompareCellIsTheEvaluateSetting(string method, string bits, string evaluateSetting)
     {
         var fromCompare = ComparisonCatalog.SettingFor(method, BitSetting.Parse(bits));
@@ -37,6 +41,14 @@ public class ComparisonCatalogTests
         Assert.That(BitSetting.Parse("w4a4"), Is.SameAs(BitSetting.W4A4));
         Assert.Throws<ArgumentException>(() => BitSetting.Parse("W5A5"));
         Assert.Throws<ArgumentException>(() => ComparisonCatalog.Find("nosuchmethod"));
+    }
+
+    [Test]
+    public void EveryCatalogMethodParsesAtEveryBitSetting()
+    {
+        foreach (var (name, _, _) in ComparisonCatalog.Methods)
+            foreach (var bits in new[] { BitSetting.W8A8, BitSetting.W4A8, BitSetting.W4A4, BitSetting.W3A3 })
+                Assert.DoesNotThrow(() => ComparisonCatalog.SettingFor(name, bits), $"{name} at {bits.Name}");
     }
 
     [TestCase("smoothquant", "W4A4")]

@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Methods.Gptq;
 using AdaTSQ.Methods.Ptq4Dit;
@@ -36,7 +37,7 @@ public class Ptq4DitPipelineTests
     }
 
     [Test]
-    public void GptqAtW4A4OnTheIntegerKernelsAfterTheFoldAndUndoRestoresTheModel()
+    public void GptqAtW4A4OnTheIntegerKernelsAfterTheFoldAndRestoreUndoesIt()
     {
         NativeTestSupport.RequireNativeLibrary();
         using var scope = torch.NewDisposeScope();
@@ -83,10 +84,42 @@ public class Ptq4DitPipelineTests
         Assert.That(TestTensors.RelativeError(fake, reference), Is.LessThan(1.0));
 
         result.Restore();
-        balancing.Undo();
+        Assert.That(balancing.IsApplied, Is.False, "Restore() undid the fold");
+        Assert.Throws<InvalidOperationException>(() => balancing.Undo(), "nothing left to undo");
         foreach (var (name, p) in model.named_parameters())
             Assert.That(TestTensors.Identical(p, original[name]), Is.True, $"{name} back to its original value");
         Assert.That(TestTensors.Identical(model.call(x, t, y), reference), Is.True);
+    }
+
+    [Test]
+    public void ARunThatFailsAfterTheFoldPutsTheModelBack()
+    {
+        // Cancelled in the quantize stage, after the calibrator folded the balancing: the pipeline restores the layers
+        // and reverts the fold, so the model's parameters are exactly the originals.
+        using var scope = torch.NewDisposeScope();
+        using var model = Model();
+        var original = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        using var balancing = new Ptq4DitBalancing(model);
+        using var cts = new CancellationTokenSource();
+        bool foldedWhenCancelled = false;
+        var progress = new SynchronousProgress(p =>
+        {
+            if (p.Stage != "quantize" || cts.IsCancellationRequested) return;
+            foldedWhenCancelled = balancing.IsApplied;
+            cts.Cancel();
+        });
+        Assert.Catch<OperationCanceledException>(() => new QuantizationBuilder().ForModel(model).Layers("blocks.*").Weights(4).Activations(8)
+            .CalibrationData(Source(model)).UsePtq4Dit(balancing).WithProgress(progress).Build().Apply(cts.Token));
+        Assert.That(foldedWhenCancelled, Is.True, "the fold had run when the run was cancelled");
+        Assert.That(balancing.IsApplied, Is.False);
+        Assert.That(ModelSurgery.FindQuantLinears(model), Is.Empty);
+        foreach (var (name, p) in model.named_parameters())
+            Assert.That(TestTensors.Identical(p, original[name]), Is.True, $"{name} back to its original value");
+    }
+
+    private sealed class SynchronousProgress(Action<QuantizationProgress> report) : IProgress<QuantizationProgress>
+    {
+        public void Report(QuantizationProgress value) => report(value);
     }
 
     [Test]
