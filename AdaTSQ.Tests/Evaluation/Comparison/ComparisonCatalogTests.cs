@@ -40,6 +40,10 @@ public class ComparisonCatalogTests
         Assert.That(BitSetting.W3A3.Activations.GroupSize, Is.EqualTo(64));
         Assert.That(BitSetting.Parse("w4a4"), Is.SameAs(BitSetting.W4A4));
         Assert.Throws<ArgumentException>(() => BitSetting.Parse("W5A5"));
+        Assert.That(BitSetting.Parse("w6a6").Activations, Is.EqualTo(QuantSpec.Activation(6)));
+        Assert.That(BitSetting.Parse("W2A16").Activations.IsEnabled, Is.False, "weight-only");
+        Assert.That(ComparisonCatalog.BitsToken(BitSetting.W3A16), Is.EqualTo("w3a16-g128"));
+        Assert.That(SettingCatalog.ParseSetting("gptq-w3a16-g128").Activations, Is.EqualTo(QuantSpec.FullPrecision));
         Assert.Throws<ArgumentException>(() => ComparisonCatalog.Find("nosuchmethod"));
     }
 
@@ -47,7 +51,7 @@ public class ComparisonCatalogTests
     public void EveryCatalogMethodParsesAtEveryBitSetting()
     {
         foreach (var (name, _, _) in ComparisonCatalog.Methods)
-            foreach (var bits in new[] { BitSetting.W8A8, BitSetting.W4A8, BitSetting.W4A4, BitSetting.W3A3 })
+            foreach (var bits in BitSetting.Named)
                 Assert.DoesNotThrow(() => ComparisonCatalog.SettingFor(name, bits), $"{name} at {bits.Name}");
     }
 
