@@ -4,7 +4,8 @@
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
 // per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing),
 // QuantLinear.StepSmoothing.cs (smoothing and weight versions per step group, ViDiT-Q) and
-// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch).
+// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch) and QuantLinear.InputShift.cs (HTG's input shift
+// per step group).
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -107,15 +108,18 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
         if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
-        // The integer kernels take the untransformed input: smoothing and the low-rank branch run inside the call.
+        // The integer kernels take the untransformed input: the shift, smoothing and the low-rank branch run inside the call.
         if (IntegerKernel?.TryForward(this, input, config) is { } integer) return integer;
-        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
-        using var smoothed = TransformInput(input);
-        var scaled = smoothed ?? input;
+        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ;
+        // with an HTG input shift z it takes ((x − z) / s)·Rᵀ and the bias b + W·z (QuantLinear.InputShift.cs).
+        using var shifted = ShiftInput(input);
+        using var smoothed = TransformInput(shifted ?? input);
+        var scaled = smoothed ?? shifted ?? input;
+        var b = ActiveQuantizedBias;
         var w = config.Weight.IsEnabled ? ActiveVersion(config.Weight).Dequantized : ActiveFloatWeightForQuantizedInput();
-        if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, bias), scaled);
+        if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, b), scaled);
         using var x = QuantizeInput(scaled, config.Activation);
-        return AddLowRank(nn.functional.linear(x, w, bias), scaled);
+        return AddLowRank(nn.functional.linear(x, w, b), scaled);
     }
 
     /// <summary>
@@ -161,6 +165,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         DisposeSmoothing();
         DisposeStepSmoothing();
         DisposeRotation();
+        DisposeInputShift();
         return original;
     }
 
@@ -197,6 +202,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         }
         MoveStepSmoothing();
         MoveRotation(weight.device);
+        MoveInputShift();
     }
 
     /// <inheritdoc />
@@ -210,6 +216,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             DisposeSmoothing();
             DisposeStepSmoothing();
             DisposeRotation();
+            DisposeInputShift();
         }
         base.Dispose(disposing);
     }
