@@ -107,18 +107,32 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             throw new LayerQuantizationException(LayerName, $"input has shape [{string.Join(", ", input.shape)}], expected last dimension {InFeatures}.");
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
-        if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
+        if (!config.Weight.IsEnabled && !config.Activation.IsEnabled)
+            return FullPrecisionThroughTransforms ? TransformedCall(input, ActiveFloatWeightForQuantizedInput(), QuantSpec.FullPrecision) : nn.functional.linear(input, weight, bias);
         // The integer kernels take the untransformed input: the shift, smoothing and the low-rank branch run inside the call.
         if (IntegerKernel?.TryForward(this, input, config) is { } integer) return integer;
-        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ;
-        // with an HTG input shift z it takes ((x − z) / s)·Rᵀ and the bias b + W·z (QuantLinear.InputShift.cs).
+        var w = config.Weight.IsEnabled ? ActiveVersion(config.Weight).Dequantized : ActiveFloatWeightForQuantizedInput();
+        return TransformedCall(input, w, config.Activation);
+    }
+
+    /// <summary>
+    /// Diagnostic (default false): when true, a full-precision call runs the arithmetic of a quantized call — HTG's input
+    /// shift and shifted bias, the smoothing, the rotation, the low-rank branch — without quantizing anything, so that a
+    /// test can check that a method's re-parameterization leaves the model's output unchanged. Slower; leave it off otherwise.
+    /// </summary>
+    public bool FullPrecisionThroughTransforms { get; set; }
+
+    // A quantized call with weight w (a version, or the transformed float weight) and activation spec `activation`: with
+    // SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ; with an
+    // HTG input shift z it takes ((x − z) / s)·Rᵀ and the bias b + W·z (QuantLinear.InputShift.cs).
+    private Tensor TransformedCall(Tensor input, Tensor w, QuantSpec activation)
+    {
         using var shifted = ShiftInput(input);
         using var smoothed = TransformInput(shifted ?? input);
         var scaled = smoothed ?? shifted ?? input;
         var b = ActiveQuantizedBias;
-        var w = config.Weight.IsEnabled ? ActiveVersion(config.Weight).Dequantized : ActiveFloatWeightForQuantizedInput();
-        if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, b), scaled);
-        using var x = QuantizeInput(scaled, config.Activation);
+        if (!activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, b), scaled);
+        using var x = QuantizeInput(scaled, activation);
         return AddLowRank(nn.functional.linear(x, w, b), scaled);
     }
 
