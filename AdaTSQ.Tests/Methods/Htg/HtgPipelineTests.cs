@@ -240,6 +240,20 @@ public class HtgPipelineTests
         TestContext.Out.WriteLine($"tiny DiT W8A8 relative output error: RTN {rtnError:P2}, HTG {htgError:P2}");
         Assert.That(htgError, Is.LessThan(rtnError));
 
+        if (NativeTestSupport.NativeLibraryExpected)
+        {
+            // On the integer kernels qkv and fc1 run fused with their LayerNorm + modulate prologue: the shift joins the
+            // modulation's β per call (the paper's adaLN fold), the bias is b + W·z_g.
+            var fake = Outputs(model);
+            using var kernel = new IntegerLinearKernel { Strict = true };
+            IntegerLinearKernel.Attach(model, kernel);
+            var integer = Outputs(model);
+            IntegerLinearKernel.Attach(model, null);
+            TestContext.Out.WriteLine($"integer vs fake: {Error(integer, fake):P3} ({kernel.IntegerCalls} integer calls)");
+            Assert.That(kernel.IntegerCalls, Is.GreaterThan(0));
+            Assert.That(Error(integer, fake), Is.LessThan(0.25 * htgError), "the integer kernels compute the fake-quantized model up to rounding");
+        }
+
         foreach (var l in layers)
         {
             l.Policy = new StaticTimestepPolicy(LayerQuantConfig.FullPrecision);
