@@ -139,7 +139,8 @@ public sealed class IntegerLinearKernel : IDisposable
     /// branch run inside the integer call (<see cref="LinearTransforms"/>: the input scale <c>1 / s</c> after the
     /// prologue, then a Hadamard <see cref="QuantLinear.InputRotation"/> (<see cref="IInputRotation.ToFusedRotation"/>),
     /// the branch's down-projection while each row is quantized, its up-projection added after the bias, before the
-    /// epilogue). A rotation without a native form is applied in TorchSharp before the call (with the smoothing), so a
+    /// epilogue). An HTG input shift z (<see cref="QuantLinear.InputShiftAt"/>) is subtracted from the modulation's shift
+    /// under a LayerNorm prologue, else from the input before the call, and the bias is <c>b + W·z</c>. A rotation without a native form is applied in TorchSharp before the call (with the smoothing), so a
     /// call with such a rotation and a prologue in <paramref name="ops"/> is not taken.
     /// </summary>
     /// <param name="layer">The layer (its packed weight version, bias, smoothing, rotation and low-rank branch are used).</param>
@@ -169,6 +170,21 @@ public sealed class IntegerLinearKernel : IDisposable
         var packed = Packed(layer, config.Weight, activationGroup);
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
+        // HTG's input shift z of the current step (QuantLinear.InputShift.cs): under a LayerNorm prologue it joins the
+        // modulation's shift (LN(x)·(1 + γ) + β − z, the adaLN fold of the paper, per call), else it is subtracted here;
+        // the bias becomes b + W·z either way.
+        var inputShift = layer.ActiveInputShift;
+        Tensor? foldedShift = null;
+        if (inputShift is { } sh)
+        {
+            var z = sh.Shift.detach().to(ScalarType.Float32, torch.CPU);
+            if (ops is { LayerNorm: true })
+            {
+                long samples = ops.Shift?.shape[0] ?? ops.Scale?.shape[0] ?? 1;
+                foldedShift = ops.Shift is null ? (-z).unsqueeze(0).expand(samples, -1).contiguous() : (ops.Shift - z.unsqueeze(0)).contiguous();
+            }
+            else x = (x - z).contiguous();
+        }
         LinearTransforms? transforms = null;
         var inverseSmoothing = layer.InverseInputSmoothing;
         var rotation = layer.InputRotation?.ToFusedRotation();  // null: no rotation, or one without a native form
@@ -185,11 +201,12 @@ public sealed class IntegerLinearKernel : IDisposable
                 LowRankDown = layer.LowRank?.Down.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
                 LowRankUp = layer.LowRank?.Up.detach().to(ScalarType.Float32, torch.CPU).contiguous(),
             };
-        var bias = layer.Bias is null ? null : layer.Bias.detach().to(ScalarType.Float32).contiguous();
+        var biasSource = inputShift is { } shifted ? shifted.Bias : layer.Bias;
+        var bias = biasSource is null ? null : biasSource.detach().to(ScalarType.Float32).contiguous();
         var fused = ops is null ? null : new FusedLinearOps
         {
             LayerNorm = ops.LayerNorm, LayerNormEpsilon = ops.LayerNormEpsilon, Activation = ops.Activation,
-            Shift = ops.Shift?.contiguous(), Scale = ops.Scale?.contiguous(), Residual = ops.Residual?.contiguous(), Gate = ops.Gate?.contiguous(),
+            Shift = foldedShift ?? ops.Shift?.contiguous(), Scale = ops.Scale?.contiguous(), Residual = ops.Residual?.contiguous(), Gate = ops.Gate?.contiguous(),
         };
         var y = TorchIntegerGemm.Linear(x, packed, config.Activation.Bits, bias, config.Activation.ClipRatio, Options, fused, activationGroup, transforms);
         var result = y.MoveToOuterDisposeScope();

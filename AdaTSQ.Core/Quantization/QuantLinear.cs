@@ -4,7 +4,8 @@
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
 // per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing),
 // QuantLinear.StepSmoothing.cs (smoothing and weight versions per step group, ViDiT-Q) and
-// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch).
+// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch) and QuantLinear.InputShift.cs (HTG's input shift
+// per step group).
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -106,16 +107,33 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             throw new LayerQuantizationException(LayerName, $"input has shape [{string.Join(", ", input.shape)}], expected last dimension {InFeatures}.");
         Observer?.Observe(this, input, TimestepContext.Current);
         var config = ActiveConfig;
-        if (!config.Weight.IsEnabled && !config.Activation.IsEnabled) return nn.functional.linear(input, weight, bias);
-        // The integer kernels take the untransformed input: smoothing and the low-rank branch run inside the call.
+        if (!config.Weight.IsEnabled && !config.Activation.IsEnabled)
+            return FullPrecisionThroughTransforms ? TransformedCall(input, ActiveFloatWeightForQuantizedInput(), QuantSpec.FullPrecision) : nn.functional.linear(input, weight, bias);
+        // The integer kernels take the untransformed input: the shift, smoothing and the low-rank branch run inside the call.
         if (IntegerKernel?.TryForward(this, input, config) is { } integer) return integer;
-        // With SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ.
-        using var smoothed = TransformInput(input);
-        var scaled = smoothed ?? input;
         var w = config.Weight.IsEnabled ? ActiveVersion(config.Weight).Dequantized : ActiveFloatWeightForQuantizedInput();
-        if (!config.Activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, bias), scaled);
-        using var x = QuantizeInput(scaled, config.Activation);
-        return AddLowRank(nn.functional.linear(x, w, bias), scaled);
+        return TransformedCall(input, w, config.Activation);
+    }
+
+    /// <summary>
+    /// Diagnostic (default false): when true, a full-precision call runs the arithmetic of a quantized call — HTG's input
+    /// shift and shifted bias, the smoothing, the rotation, the low-rank branch — without quantizing anything, so that a
+    /// test can check that a method's re-parameterization leaves the model's output unchanged. Slower; leave it off otherwise.
+    /// </summary>
+    public bool FullPrecisionThroughTransforms { get; set; }
+
+    // A quantized call with weight w (a version, or the transformed float weight) and activation spec `activation`: with
+    // SmoothQuant and/or a rotation the versions stand for W·diag(s)·Rᵀ, so every quantized path takes (x / s)·Rᵀ; with an
+    // HTG input shift z it takes ((x − z) / s)·Rᵀ and the bias b + W·z (QuantLinear.InputShift.cs).
+    private Tensor TransformedCall(Tensor input, Tensor w, QuantSpec activation)
+    {
+        using var shifted = ShiftInput(input);
+        using var smoothed = TransformInput(shifted ?? input);
+        var scaled = smoothed ?? shifted ?? input;
+        var b = ActiveQuantizedBias;
+        if (!activation.IsEnabled) return AddLowRank(nn.functional.linear(scaled, w, b), scaled);
+        using var x = QuantizeInput(scaled, activation);
+        return AddLowRank(nn.functional.linear(x, w, b), scaled);
     }
 
     /// <summary>
@@ -161,6 +179,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         DisposeSmoothing();
         DisposeStepSmoothing();
         DisposeRotation();
+        DisposeInputShift();
         return original;
     }
 
@@ -197,6 +216,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         }
         MoveStepSmoothing();
         MoveRotation(weight.device);
+        MoveInputShift();
     }
 
     /// <inheritdoc />
@@ -210,6 +230,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             DisposeSmoothing();
             DisposeStepSmoothing();
             DisposeRotation();
+            DisposeInputShift();
         }
         base.Dispose(disposing);
     }

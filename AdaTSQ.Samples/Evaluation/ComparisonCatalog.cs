@@ -24,6 +24,8 @@ internal static class ComparisonCatalog
         ("ptq4dit", "ptq4dit-{bits}", "PTQ4DiT: channel salience balancing with Spearman-calibrated activation salience, folded offline into adaLN and the value rows, then RTN"),
         ("ptq4dit-gptq", "gptq-{bits}-ptq4dit", "PTQ4DiT's balancing, then GPTQ"),
         ("viditq", "viditq-{bits}", "ViDiT-Q: static-dynamic channel balancing (smoothing per timestep group, then Hadamard rotation), RTN weights, dynamic activations at the column's granularity; no mixed precision"),
+        ("htg", "htg-{bits}", "HTG: per-channel shift per hierarchical timestep group (G = steps/10) and EMA channel scale, in each layer (bias b + W·z_g per group), RTN weights"),
+        ("htg-gptq", "htg-{bits}-gptq", "HTG's shift and scale, then GPTQ (Hessian of the scaled, unshifted inputs)"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
 

@@ -3,6 +3,7 @@ using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
 using AdaTSQ.Methods.AdaTSQ.Search;
+using AdaTSQ.Methods.Htg;
 using AdaTSQ.Methods.QDit;
 using AdaTSQ.Methods.Ptq4Dit;
 using AdaTSQ.Methods.ViDiTQ;
@@ -14,7 +15,7 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false);
 
 /// <summary>
 /// What configuring a <see cref="Setting"/> needs from the command that runs it: the layers, the seed, the
@@ -139,6 +140,12 @@ internal static class SettingCatalog
                 } : null,
             }, mixed?.Item1);
         }
+        if (setting.Htg is { } htg)
+        {
+            // HTG: shift per hierarchical timestep group and channel scale in each layer with quantized activations; -gptq: GPTQ weights.
+            builder.UseHtg(htg);
+            if (setting.HtgGptq) builder.UseHessianOptimization();
+        }
         if (setting.Ptq4Dit)
         {
             // PTQ4DiT: balancing folded into the model before the capture; undone by the cleanup after Restore().
@@ -175,9 +182,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision) or htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -190,9 +197,15 @@ internal static class SettingCatalog
         FisherLossSpace space = FisherLossSpace.Noise;
         bool ptq4dit = parts[0] == "ptq4dit";
         double? mixedPrecision = null;
+        bool htg = parts[0] == "htg", htgGptq = false;
+        var htgOptions = new HtgOptions();
         foreach (var extra in parts.Skip(2))
         {
-            if (extra.StartsWith("static", StringComparison.Ordinal))
+            if (htg && extra == "gptq") htgGptq = true;
+            else if (htg && extra.StartsWith("hg", StringComparison.Ordinal)) htgOptions = htgOptions with { Groups = int.Parse(extra[2..], CultureInfo.InvariantCulture) };
+            else if (htg && extra == "shiftonly") htgOptions = htgOptions with { Scale = false };
+            else if (htg && extra == "scaleonly") htgOptions = htgOptions with { Shift = false };
+            else if (extra.StartsWith("static", StringComparison.Ordinal))
             {
                 dynamic = false;
                 rangeGroups = extra.Length > 6 ? int.Parse(extra[6..], CultureInfo.InvariantCulture) : 0;
@@ -218,8 +231,12 @@ internal static class SettingCatalog
         }
         if (parts[0] == "viditq" && (smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': viditq smooths per timestep group and rotates by itself; drop -sq, -svd and -rot.");
+        if (htg && (smooth is not null || svdRank is not null))
+            throw new ArgumentException($"setting '{setting}': htg sets the smoothing factors itself (its channel scale); drop -sq and -svd.");
+        if (htg && htgOptions.FindProblems() is { Count: > 0 } htgProblems)
+            throw new ArgumentException($"setting '{setting}': {string.Join(" ", htgProblems)}");
         if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq);
     }
 }
