@@ -157,7 +157,7 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
                     long h = t.Layer.InFeatures;
                     _originals.Add((t.Bias, t.Bias.detach().clone().DetachFromDisposeScope()));
                     t.Bias.narrow(0, ShiftMlpChunk * h, h).add_(mu.to(t.Bias.dtype));
-                    double rms(Tensor v) => v.square().mean().sqrt().item<double>();
+                    double rms(Tensor v) => v.to(ScalarType.Float64).square().mean().sqrt().item<double>();
                     _reports.Add(new DeviationCorrectionReport(t.Layer.LayerName, t.Modulation, rms(mu), rms(fp[t.Layer.LayerName])));
                     context.Logger.LogInformation("D²Quant DAC {Layer}: rms mean deviation {Mu:G3} (rms float mean {Fp:G3}) added to {Modulation}'s shift_mlp",
                         t.Layer.LayerName, _reports[^1].RmsCorrection, _reports[^1].RmsFloatMean, t.Modulation);
@@ -241,7 +241,7 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
                 observer.Dispose();
                 throw new CalibrationException($"layer '{l.LayerName}': D²Quant's DAC saw no input of it during calibration.");
             }
-            means[l.LayerName] = (sum.Sum / sum.Rows).DetachFromDisposeScope();
+            means[l.LayerName] = sum.Sum.to(ScalarType.Float64).div((double)sum.Rows).DetachFromDisposeScope();
         }
         observer.Dispose();
         return means;
@@ -257,7 +257,7 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
             using var noGrad = torch.no_grad();
             long cols = input.shape[^1];
             long rows = input.numel() / Math.Max(cols, 1);
-            var s = input.detach().reshape(-1, cols).to(ScalarType.Float64).sum(0).cpu().DetachFromDisposeScope();
+            var s = input.detach().reshape(-1, cols).to(ScalarType.Float64).sum(dim: 0).to(ScalarType.Float64).cpu().DetachFromDisposeScope();
             if (Sums.TryGetValue(layer.LayerName, out var old))
             {
                 Sums[layer.LayerName] = ((old.Sum + s).DetachFromDisposeScope(), old.Rows + rows);

@@ -18,7 +18,8 @@ namespace AdaTSQ.Methods.D2Quant;
 /// <c>s_c[i] = Σ_o W[o,i]·Q̂[o,i] / Σ_o Q̂[o,i]²</c> (kept unchanged when that is not positive or the column is all zero),
 /// which cannot increase the error either.</item>
 /// </list>
-/// It starts from <c>s_c = 1</c>, i.e. from round-to-nearest, so its error is never above RTN's on the same spec.
+/// It starts from the best of round-to-nearest (<c>s_c = 1</c>) and a few column-magnitude scales (<see cref="StartExponents"/>),
+/// so its error is never above RTN's on the same spec.
 /// </summary>
 public static class DualScaleQuantizer
 {
@@ -44,14 +45,31 @@ public static class DualScaleQuantizer
         var w = weight.detach().to(ScalarType.Float32);
         var w64 = w.to(ScalarType.Float64);
         double norm2 = Math.Max(w64.square().sum().item<double>(), double.Epsilon);
-        var columnScale = torch.ones(weight.shape[1], dtype: ScalarType.Float32);
         var errors = new List<double>();
-
-        var current = Owned(QuantizedTensor.Quantize(w, spec)); // s_c = 1: round-to-nearest
+        // Start: round-to-nearest (s_c = 1) and the column-magnitude starts s_c = (max_o |W[o,i]| / mean_i)^α; the best is kept.
+        var columnMax = w.abs().amax(0);
+        columnMax = columnMax.clamp_min(Math.Max(columnMax.max().item<float>(), 1e-30f) * 1e-6f);
+        var relative = columnMax / columnMax.mean();
+        Tensor columnScale = torch.ones(weight.shape[1], dtype: ScalarType.Float32);
+        QuantizedTensor? current = null;
+        double error = double.PositiveInfinity, rtnError = double.NaN;
         try
         {
-            double error = Error(w64, current, columnScale) / norm2;
+            foreach (double alpha in StartExponents)
+            {
+                var candidateScale = alpha == 0 ? torch.ones(weight.shape[1], dtype: ScalarType.Float32) : relative.pow(alpha);
+                var candidate = Owned(QuantizedTensor.Quantize(w / candidateScale.unsqueeze(0), spec));
+                double e = Error(w64, candidate, candidateScale) / norm2;
+                if (alpha == 0) rtnError = e;
+                if (e < error)
+                {
+                    current?.Dispose();
+                    (current, error, columnScale) = (candidate, e, candidateScale);
+                }
+                else candidate.Dispose();
+            }
             errors.Add(error);
+            if (current is null) throw new InvalidOperationException("DSQ found no start.");
             for (int r = 0; r < rounds; r++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -60,14 +78,18 @@ public static class DualScaleQuantizer
                 using (var roundScope = torch.NewDisposeScope())
                 {
                     var q = current.Dequantize().to(ScalarType.Float64);
-                    var num = (w64 * q).sum(0);
-                    var den = q.square().sum(0);
+                    var num = (w64 * q).sum(dim: 0);
+                    var den = q.square().sum(dim: 0);
                     var fitted = num / den.clamp_min(1e-300);
                     var ok = (den > 0) & (num > 0) & fitted.isfinite();
                     var next = torch.where(ok, fitted, columnScale.to(ScalarType.Float64)).to(ScalarType.Float32);
-                    columnScale.copy_(next);
+                    double eNext = Error(w64, current, next) / norm2;
+                    if (eNext <= error) // optimal in exact arithmetic; the guard only catches float32 rounding of s_c
+                    {
+                        columnScale.copy_(next);
+                        error = eNext;
+                    }
                 }
-                error = Error(w64, current, columnScale) / norm2;
                 errors.Add(error);
                 // Q step: re-quantize W / s_c on a fresh grid and on the previous grid; keep the better.
                 using (var qScope = torch.NewDisposeScope())
@@ -92,14 +114,21 @@ public static class DualScaleQuantizer
                 errors.Add(error);
                 if (before - error < tolerance * Math.Max(before, double.Epsilon)) break;
             }
-            return new DualScaleFit(current, columnScale.DetachFromDisposeScope(), errors);
+            return new DualScaleFit(current, columnScale.DetachFromDisposeScope(), errors, rtnError);
         }
         catch
         {
-            current.Dispose();
+            current?.Dispose();
             throw;
         }
     }
+
+    /// <summary>
+    /// The exponents α of the starting column scales <c>s_c = (max_o |W[o,i]| / mean_i max_o |W[o,i]|)^α</c> tried before the
+    /// alternation (0 is round-to-nearest). An assumption: the paper's initialization is not public. Without a start other
+    /// than 1, a column that an outlier column's scale rounds to all zeros can never recover (its least-squares s_c is undefined).
+    /// </summary>
+    public static IReadOnlyList<double> StartExponents { get; } = [0, 0.25, 0.5, 0.75, 1];
 
     // Takes a quantized tensor's tensors out of every dispose scope: this code disposes them itself.
     private static QuantizedTensor Owned(QuantizedTensor q)
@@ -125,8 +154,9 @@ public static class DualScaleQuantizer
 /// </summary>
 public sealed class DualScaleFit : IDisposable
 {
-    internal DualScaleFit(QuantizedTensor quantized, Tensor columnScale, IReadOnlyList<double> errors)
+    internal DualScaleFit(QuantizedTensor quantized, Tensor columnScale, IReadOnlyList<double> errors, double rtnError)
     {
+        RtnRelativeError = rtnError;
         Quantized = quantized;
         ColumnScale = columnScale;
         RelativeErrors = errors;
@@ -139,10 +169,14 @@ public sealed class DualScaleFit : IDisposable
     public Tensor ColumnScale { get; }
 
     /// <summary>
-    /// <c>‖W − Q̂·diag(s_c)‖²_F / ‖W‖²_F</c> after each step: first round-to-nearest, then per round the s_c step and the
+    /// <c>‖W − Q̂·diag(s_c)‖²_F / ‖W‖²_F</c> after each step: first the best start (see <see cref="DualScaleQuantizer.StartExponents"/>; never above
+    /// <see cref="RtnRelativeError"/>), then per round the s_c step and the
     /// Q step. Never increasing.
     /// </summary>
     public IReadOnlyList<double> RelativeErrors { get; }
+
+    /// <summary><c>‖W − Q̂_RTN‖²_F / ‖W‖²_F</c> of plain round-to-nearest under the same spec, for comparison.</summary>
+    public double RtnRelativeError { get; }
 
     /// <summary>The reconstruction <c>Q̂ · diag(s_c)</c> (a new tensor, in the weight's dtype).</summary>
     public Tensor Reconstruct()

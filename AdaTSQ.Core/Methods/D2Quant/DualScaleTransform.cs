@@ -76,7 +76,7 @@ public sealed class DualScaleTransform : ILayerTransform
         {
             layer.SetInputSmoothing(fit.ColumnScale.reciprocal());
             layer.SetWeightVersion(fit.Quantized); // the layer owns Q̂ from here
-            _reports.Add(new DualScaleLayerReport(layer.LayerName, spec, fit.RelativeErrors[0], fit.RelativeErrors[^1], (fit.RelativeErrors.Count - 1) / 2,
+            _reports.Add(new DualScaleLayerReport(layer.LayerName, spec, fit.RtnRelativeError, fit.RelativeErrors[^1], (fit.RelativeErrors.Count - 1) / 2,
                 fit.ColumnScale.min().item<float>(), fit.ColumnScale.max().item<float>()));
             fit.ColumnScale.Dispose();
         }
@@ -95,7 +95,7 @@ public sealed class DualScaleTransform : ILayerTransform
 /// <summary>What DSQ did to one layer.</summary>
 /// <param name="Layer">The layer's name.</param>
 /// <param name="Spec">The weight spec DSQ fitted.</param>
-/// <param name="RtnRelativeError"><c>‖W − Q̂‖²/‖W‖²</c> of round-to-nearest (DSQ's start).</param>
+/// <param name="RtnRelativeError"><c>‖W − Q̂‖²/‖W‖²</c> of round-to-nearest on the same spec.</param>
 /// <param name="RelativeError"><c>‖W − Q̂·diag(s_c)‖²/‖W‖²</c> after DSQ.</param>
 /// <param name="Rounds">Rounds run (fewer than asked when the error stopped falling).</param>
 /// <param name="MinColumnScale">Smallest <c>s_c</c>.</param>
