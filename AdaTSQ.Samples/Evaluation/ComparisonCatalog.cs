@@ -24,8 +24,12 @@ internal static class ComparisonCatalog
         ("ptq4dit", "ptq4dit-{bits}", "PTQ4DiT: channel salience balancing with Spearman-calibrated activation salience, folded offline into adaLN and the value rows, then RTN"),
         ("ptq4dit-gptq", "gptq-{bits}-ptq4dit", "PTQ4DiT's balancing, then GPTQ"),
         ("viditq", "viditq-{bits}", "ViDiT-Q: static-dynamic channel balancing (smoothing per timestep group, then Hadamard rotation), RTN weights, dynamic activations at the column's granularity; no mixed precision"),
+        ("d2quant", "d2quant-{bits}", "D²Quant (weight-only): dual-scale quantizer on the MLP's fc2 (per-input-channel scale beside the group scale, 15 alternating rounds), RTN elsewhere, deviation-aware correction of the post-attention norm's mean into adaLN's shift_mlp; W<bits>A16 settings only"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
+
+    /// <summary>The methods that quantize weights only: they exist only at bit settings whose activations are at 16 bits.</summary>
+    public static IReadOnlySet<string> WeightOnlyMethods { get; } = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "d2quant" };
 
     /// <summary>The methods run when <c>--methods</c> is not given.</summary>
     public static IReadOnlyList<string> DefaultMethods { get; } = ["rtn", "smoothquant", "gptq", "quarot", "svdquant", "adatsq"];
