@@ -26,8 +26,12 @@ internal static class ComparisonCatalog
         ("viditq", "viditq-{bits}", "ViDiT-Q: static-dynamic channel balancing (smoothing per timestep group, then Hadamard rotation), RTN weights, dynamic activations at the column's granularity; no mixed precision"),
         ("htg", "htg-{bits}", "HTG: per-channel shift per hierarchical timestep group (G = steps/10) and EMA channel scale, in each layer (bias b + W·z_g per group), RTN weights"),
         ("htg-gptq", "htg-{bits}-gptq", "HTG's shift and scale, then GPTQ (Hessian of the scaled, unshifted inputs)"),
+        ("d2quant", "d2quant-{bits}", "D²Quant (weight-only): dual-scale quantizer on the MLP's fc2 (per-input-channel scale beside the group scale, 15 alternating rounds), RTN elsewhere, deviation-aware correction of the post-attention norm's mean into adaLN's shift_mlp; W<bits>A16 settings only"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
+
+    /// <summary>The methods that quantize weights only: they exist only at bit settings whose activations are at 16 bits.</summary>
+    public static IReadOnlySet<string> WeightOnlyMethods { get; } = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "d2quant" };
 
     /// <summary>The methods run when <c>--methods</c> is not given.</summary>
     public static IReadOnlyList<string> DefaultMethods { get; } = ["rtn", "smoothquant", "gptq", "quarot", "svdquant", "adatsq"];

@@ -2,6 +2,7 @@ using System.Globalization;
 using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Methods.AdaTSQ.Fisher;
+using AdaTSQ.Methods.D2Quant;
 using AdaTSQ.Methods.AdaTSQ.Search;
 using AdaTSQ.Methods.Htg;
 using AdaTSQ.Methods.QDit;
@@ -15,7 +16,13 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default);
+
+/// <summary>The parts of a d2quant setting (ablations): -nodsq, -nodac, -dsqall (DSQ on every layer, not only fc2).</summary>
+/// <param name="NoDsq">DSQ off (the layers get RTN).</param>
+/// <param name="NoDac">DAC off.</param>
+/// <param name="DsqAll">DSQ on every quantized layer.</param>
+internal readonly record struct D2QuantParts(bool NoDsq, bool NoDac, bool DsqAll);
 
 /// <summary>
 /// What configuring a <see cref="Setting"/> needs from the command that runs it: the layers, the seed, the
@@ -55,7 +62,8 @@ internal sealed record SettingServices
 
     /// <summary>
     /// ptq4dit settings: the model PTQ4DiT's balancing is folded into (its parameters change until the balancing is
-    /// undone; null when no ptq4dit setting is run).
+    /// undone; null when no ptq4dit setting is run); d2quant settings: the model whose adaLN shift_mlp biases take DAC's
+    /// correction (reverted by the result's <c>Restore()</c>).
     /// </summary>
     public TorchSharp.torch.nn.Module? Model { get; init; }
 
@@ -93,9 +101,12 @@ internal sealed class SettingCleanup : IDisposable
 /// </summary>
 internal static class SettingCatalog
 {
-    /// <summary>Whether the setting needs calibration data (anything beyond RTN with dynamic activations).</summary>
+    /// <summary>
+    /// Whether the setting needs the builder's calibration data (anything beyond RTN with dynamic activations; d2quant needs
+    /// no statistics, its DAC measures on its own source).
+    /// </summary>
     internal static bool NeedsCalibration(Setting setting) =>
-        setting.Ptq4Dit || setting.Method != "rtn" || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic;
+        setting.Ptq4Dit || setting.Method is not ("rtn" or "d2quant") || setting.SmoothAlpha is not null || setting.SvdRank is not null || setting.Rotate || !setting.Activations.Dynamic;
 
     /// <summary>
     /// Configures <paramref name="builder"/> (which has the model, and may have a logger and progress) for
@@ -153,6 +164,15 @@ internal static class SettingCatalog
             cleanup = new SettingCleanup(balancing);
             builder.UsePtq4Dit(balancing);
         }
+        if (setting.Method == "d2quant")
+        {
+            // D²Quant, weight-only: DSQ on fc2 (or every layer), RTN elsewhere, DAC measured on the FP sampler's calibration data.
+            var parts = setting.D2Quant;
+            builder.UseD2Quant(new D2QuantOptions { Dsq = !parts.NoDsq, Dac = !parts.NoDac, DsqLayers = parts.DsqAll ? ["*"] : ["*mlp.fc2"] },
+                services.Model ?? throw new InvalidOperationException($"setting {setting.Name} needs the model for D²Quant's DAC; none was provided."),
+                parts.NoDac ? null : services.Calibration(setting));
+            if (services.CalibrationProgress?.Invoke(setting) is { } progress) builder.WithProgress(progress);
+        }
         if (NeedsCalibration(setting))
         {
             // Calibration runs the FP sampler on its own seeds (never the evaluation's noise).
@@ -182,9 +202,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) or viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision) or htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation) or d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -199,6 +219,7 @@ internal static class SettingCatalog
         double? mixedPrecision = null;
         bool htg = parts[0] == "htg", htgGptq = false;
         var htgOptions = new HtgOptions();
+        var d2quant = default(D2QuantParts);
         foreach (var extra in parts.Skip(2))
         {
             if (htg && extra == "gptq") htgGptq = true;
@@ -218,10 +239,13 @@ internal static class SettingCatalog
             else if (extra.StartsWith('g')) group = int.Parse(extra[1..], CultureInfo.InvariantCulture);
             else if (extra.StartsWith("sq", StringComparison.Ordinal)) smooth = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 0.5;
             else if (extra.StartsWith("mp", StringComparison.Ordinal) && parts[0] == "viditq") mixedPrecision = extra.Length > 2 ? double.Parse(extra[2..], CultureInfo.InvariantCulture) : 5.0;
+            else if (extra == "nodsq" && parts[0] == "d2quant") d2quant = d2quant with { NoDsq = true };
+            else if (extra == "nodac" && parts[0] == "d2quant") d2quant = d2quant with { NoDac = true };
+            else if (extra == "dsqall" && parts[0] == "d2quant") d2quant = d2quant with { DsqAll = true };
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], or t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, or nodsq / nodac / dsqall for d2quant).");
         }
         var activations = QuantSpec.Activation(act, dynamic);
         if (activationGroup > 0 && activations.IsEnabled)
@@ -237,6 +261,8 @@ internal static class SettingCatalog
             throw new ArgumentException($"setting '{setting}': {string.Join(" ", htgProblems)}");
         if (ptq4dit && (smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq);
+        if (parts[0] == "d2quant" && (activations.IsEnabled || smooth is not null || svdRank is not null || rotate))
+            throw new ArgumentException($"setting '{setting}': d2quant is weight-only and transforms fc2's input by itself: use w<bits>a16 (e.g. d2quant-w3a16-g128) without -sq, -svd, -rot or -static.");
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant);
     }
 }

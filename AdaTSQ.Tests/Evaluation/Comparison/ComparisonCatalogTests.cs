@@ -23,6 +23,7 @@ public class ComparisonCatalogTests
     [TestCase("ptq4dit-gptq", "W4A8", "gptq-w4a8-ptq4dit")]
     [TestCase("viditq", "W3A3", "viditq-w3a3-g64-ag64")]
     [TestCase("qdit", "W4A4", "qdit-w4a4-g64-ag64")]
+    [TestCase("d2quant", "W3A16", "d2quant-w3a16-g128")]
     public void ACompareCellIsTheEvaluateSetting(string method, string bits, string evaluateSetting)
     {
         var fromCompare = ComparisonCatalog.SettingFor(method, BitSetting.Parse(bits));
@@ -50,9 +51,14 @@ public class ComparisonCatalogTests
     [Test]
     public void EveryCatalogMethodParsesAtEveryBitSetting()
     {
+        // A weight-only method (D²Quant) has no cell at a setting that quantizes activations: asking for one is an error that says so.
         foreach (var (name, _, _) in ComparisonCatalog.Methods)
             foreach (var bits in BitSetting.Named)
-                Assert.DoesNotThrow(() => ComparisonCatalog.SettingFor(name, bits), $"{name} at {bits.Name}");
+                if (ComparisonCatalog.WeightOnlyMethods.Contains(name) && bits.Activations.IsEnabled)
+                    Assert.That(() => ComparisonCatalog.SettingFor(name, bits), Throws.ArgumentException.With.Message.Contains("weight-only"), $"{name} at {bits.Name}");
+                else
+                    Assert.DoesNotThrow(() => ComparisonCatalog.SettingFor(name, bits), $"{name} at {bits.Name}");
+        Assert.That(BitSetting.Named.Count(b => !b.Activations.IsEnabled), Is.GreaterThanOrEqualTo(3), "the weight-only methods have their W4A16 / W3A16 / W2A16 cells");
     }
 
     [TestCase("smoothquant", "W4A4")]
