@@ -24,6 +24,7 @@ internal static class ComparisonCatalog
         ("ptq4dit", "ptq4dit-{bits}", "PTQ4DiT: channel salience balancing with Spearman-calibrated activation salience, folded offline into adaLN and the value rows, then RTN"),
         ("ptq4dit-gptq", "gptq-{bits}-ptq4dit", "PTQ4DiT's balancing, then GPTQ"),
         ("viditq", "viditq-{bits}", "ViDiT-Q: static-dynamic channel balancing (smoothing per timestep group, then Hadamard rotation), RTN weights, dynamic activations at the column's granularity; no mixed precision"),
+        ("tqdit", "tqdit-{bits}", "TQ-DiT: per-tensor weight steps (qkv per part) and static per-tensor activation steps per uniform timestep group (TGQ), searched on a grid by the loss-gradient-weighted output error; no MRQ, no attention matmuls; per-tensor only, so not at group-wise bit settings"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
 
@@ -52,13 +53,17 @@ internal static class ComparisonCatalog
 
     /// <summary>
     /// The <see cref="Setting"/> of <paramref name="method"/> at <paramref name="bits"/>, parsed by <see cref="SettingCatalog.ParseSetting"/>;
-    /// its specs are checked against the bit setting's.
+    /// its specs are checked against the bit setting's. One difference is allowed: a method whose activations are static per
+    /// tensor (TQ-DiT) in place of the bit setting's dynamic per-token ones at the same bits — a coarser, calibrated grid,
+    /// never a finer one.
     /// </summary>
     /// <exception cref="ArgumentException">The method is unknown, or its template changes the bit setting's specs.</exception>
     public static Setting SettingFor(string method, BitSetting bits)
     {
         var setting = SettingCatalog.ParseSetting(SettingString(method, bits));
-        if (setting.Weights != bits.Weights || setting.Activations != bits.Activations)
+        bool staticInsteadOfPerToken = bits.Activations is { IsEnabled: true, Granularity: QuantGranularity.PerToken, Dynamic: true }
+            && setting.Activations == bits.Activations with { Granularity = QuantGranularity.PerTensor, Dynamic = false };
+        if (setting.Weights != bits.Weights || (setting.Activations != bits.Activations && !staticInsteadOfPerToken))
             throw new ArgumentException($"method {method}'s setting {setting.Name} quantizes with weights {setting.Weights}, activations {setting.Activations}, not {bits.Describe()}.");
         return setting;
     }

@@ -98,6 +98,45 @@ public sealed class TqDitCalibrationCalls : ICalibrationSource, IDisposable
             recording => new TrajectoryCalibrationSource(recording, run, [c.InChannels, c.InputSize, c.InputSize], c.NumClasses, device, options), model, cancellationToken);
     }
 
+    /// <summary>
+    /// Runs every item of <paramref name="source"/> (whose model calls go through <paramref name="model"/>'s <c>call</c>, in full
+    /// precision) and records each call of <paramref name="model"/> with the step the sampler set; replays go through
+    /// <paramref name="model"/> too. Any source that drives the model works (e.g. <see cref="TrajectoryCalibrationSource.ForDiT"/>).
+    /// </summary>
+    public static TqDitCalibrationCalls Record(nn.Module<Tensor, Tensor, Tensor, Tensor> model, ICalibrationSource source, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(source);
+        var calls = new List<TqDitCall>();
+        var result = new TqDitCalibrationCalls((x, t, y) => model.call(x, t, y), model, calls);
+        var hook = model.register_forward_hook((module, x, t, y, output) =>
+        {
+            var step = TimestepContext.Current ?? throw new CalibrationException("TQ-DiT records calls per sampling step, but the source set no TimestepContext.");
+            calls.Add(new TqDitCall(x.detach().clone().DetachFromDisposeScope(), t.detach().clone().DetachFromDisposeScope(),
+                y.detach().clone().DetachFromDisposeScope(), step, output.detach().clone().DetachFromDisposeScope()));
+            return output;
+        });
+        try
+        {
+            for (int i = 0; i < source.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                source.Run(i, cancellationToken);
+            }
+            if (calls.Count == 0) throw new CalibrationException("TQ-DiT recorded no model call: the source did not call the model.");
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+        finally
+        {
+            hook.remove();
+        }
+    }
+
     /// <summary>Replays call <paramref name="index"/> under no-grad at its step (the pipeline's capture).</summary>
     public void Run(int index, CancellationToken cancellationToken)
     {

@@ -79,6 +79,28 @@ public class TqDitPipelineTests
     }
 
     [Test]
+    public void CallsRecordedFromATrajectorySourceAreTheSamplersCalls()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = Model();
+        using var direct = Calls(model, 7);
+        var source = TrajectoryCalibrationSource.ForDiT(model, new DiffusionSampler(GaussianDiffusion.Create(1000, $"ddim{Steps}")), ddim: true,
+            new TrajectoryCalibrationOptions
+            {
+                Samples = 8, BatchSize = 8, Seed = 7,
+                Sampling = new SamplingOptions { CfgScale = 2, NullClass = model.NullClass, ClipDenoised = true, Seed = 8 },
+            });
+        using var hooked = TqDitCalibrationCalls.Record(model, source);
+        Assert.That(hooked.Count, Is.EqualTo(Steps));
+        Assert.That(hooked.Calls.Select(c => c.Step.StepIndex), Is.EqualTo(Enumerable.Range(0, Steps)));
+        for (int i = 0; i < Steps; i++)
+        {
+            Assert.That(TestTensors.Identical(hooked.Calls[i].X, direct.Calls[i].X), Is.True);
+            Assert.That(TestTensors.Identical(hooked.Calls[i].Reference, direct.Calls[i].Reference), Is.True);
+        }
+    }
+
+    [Test]
     public void UnimplementedPartsAndWrongSpecsAreRefusedAtBuild()
     {
         using var scope = torch.NewDisposeScope();
