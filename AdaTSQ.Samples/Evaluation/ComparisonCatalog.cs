@@ -27,6 +27,7 @@ internal static class ComparisonCatalog
         ("htg", "htg-{bits}", "HTG: per-channel shift per hierarchical timestep group (G = steps/10) and EMA channel scale, in each layer (bias b + W·z_g per group), RTN weights"),
         ("htg-gptq", "htg-{bits}-gptq", "HTG's shift and scale, then GPTQ (Hessian of the scaled, unshifted inputs)"),
         ("d2quant", "d2quant-{bits}", "D²Quant (weight-only): dual-scale quantizer on the MLP's fc2 (per-input-channel scale beside the group scale, 15 alternating rounds), RTN elsewhere, deviation-aware correction of the post-attention norm's mean into adaLN's shift_mlp; W<bits>A16 settings only"),
+        ("tqdit", "tqdit-{bits}", "TQ-DiT: per-tensor weight steps (qkv per part) and static per-tensor activation steps per uniform timestep group (TGQ), searched on a grid by the loss-gradient-weighted output error; no MRQ, no attention matmuls; per-tensor only, so not at group-wise bit settings"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
     ];
 
@@ -58,13 +59,17 @@ internal static class ComparisonCatalog
 
     /// <summary>
     /// The <see cref="Setting"/> of <paramref name="method"/> at <paramref name="bits"/>, parsed by <see cref="SettingCatalog.ParseSetting"/>;
-    /// its specs are checked against the bit setting's.
+    /// its specs are checked against the bit setting's. One difference is allowed: a method whose activations are static per
+    /// tensor (TQ-DiT) in place of the bit setting's dynamic per-token ones at the same bits — a coarser, calibrated grid,
+    /// never a finer one.
     /// </summary>
     /// <exception cref="ArgumentException">The method is unknown, or its template changes the bit setting's specs.</exception>
     public static Setting SettingFor(string method, BitSetting bits)
     {
         var setting = SettingCatalog.ParseSetting(SettingString(method, bits));
-        if (setting.Weights != bits.Weights || setting.Activations != bits.Activations)
+        bool staticInsteadOfPerToken = bits.Activations is { IsEnabled: true, Granularity: QuantGranularity.PerToken, Dynamic: true }
+            && setting.Activations == bits.Activations with { Granularity = QuantGranularity.PerTensor, Dynamic = false };
+        if (setting.Weights != bits.Weights || (setting.Activations != bits.Activations && !staticInsteadOfPerToken))
             throw new ArgumentException($"method {method}'s setting {setting.Name} quantizes with weights {setting.Weights}, activations {setting.Activations}, not {bits.Describe()}.");
         return setting;
     }

@@ -10,6 +10,7 @@ using AdaTSQ.Methods.Ptq4Dit;
 using AdaTSQ.Methods.ViDiTQ;
 using AdaTSQ.Methods.QuaRot;
 using AdaTSQ.Methods.SvdQuant;
+using AdaTSQ.Methods.TqDit;
 using AdaTSQ.Pipeline;
 using AdaTSQ.Quantization;
 
@@ -75,22 +76,29 @@ internal sealed record SettingServices
 }
 
 /// <summary>
-/// What a configured setting owns beyond the builder: PTQ4DiT's balancing. The result's <c>Restore()</c> already reverts
-/// its fold (<c>IModelChangingTransform</c>); disposing this after it frees whatever is left and, should the fold still be
-/// in the model (a run that never got a result), undoes it.
+/// What a configured setting owns beyond the builder: PTQ4DiT's balancing, TQ-DiT's recorded calibration calls. The
+/// result's <c>Restore()</c> already reverts PTQ4DiT's fold (<c>IModelChangingTransform</c>); disposing this after it frees
+/// whatever is left and, should the fold still be in the model (a run that never got a result), undoes it.
 /// </summary>
 internal sealed class SettingCleanup : IDisposable
 {
     private Ptq4DitBalancing? _balancing;
+    private TqDitCalibrationCalls? _tqDitCalls;
 
-    internal SettingCleanup(Ptq4DitBalancing? balancing) => _balancing = balancing;
+    internal SettingCleanup(Ptq4DitBalancing? balancing, TqDitCalibrationCalls? tqDitCalls = null)
+    {
+        _balancing = balancing;
+        _tqDitCalls = tqDitCalls;
+    }
 
-    /// <summary>Undoes a fold that is still in the model and frees the balancing; call after <c>Restore()</c>.</summary>
+    /// <summary>Undoes a fold that is still in the model and frees the balancing and the recorded calls; call after <c>Restore()</c>.</summary>
     public void Dispose()
     {
         if (_balancing is { IsApplied: true }) _balancing.Undo();
         _balancing?.Dispose();
         _balancing = null;
+        _tqDitCalls?.Dispose();
+        _tqDitCalls = null;
     }
 }
 
@@ -179,6 +187,16 @@ internal static class SettingCatalog
             builder.CalibrationData(services.Calibration(setting));
             if (services.CalibrationProgress?.Invoke(setting) is { } progress) builder.WithProgress(progress);
         }
+        if (setting.Method == "tqdit")
+        {
+            // TQ-DiT: the FP model's calls along the calibration trajectories are recorded now (before quantization) and
+            // replayed with gradients by its search; they also replace the calibration data set above.
+            var dit = services.Model as TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>
+                ?? throw new InvalidOperationException($"setting {setting.Name} needs the DiT (x, t, y) to record TQ-DiT's calibration calls; none was provided.");
+            var calls = TqDitCalibrationCalls.Record(dit, services.Calibration(setting));
+            cleanup = new SettingCleanup(null, calls);
+            builder.UseTqDit(calls, new TqDitOptions { Seed = seed });
+        }
         if (setting.Method == "gptqf")
         {
             var fisher = (services.Fisher ?? throw new InvalidOperationException($"setting {setting.Name} needs a temporal Fisher; none was provided."))(setting.FisherSpace);
@@ -202,9 +220,9 @@ internal static class SettingCatalog
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
-        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant"];
+        string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant", "tqdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation) or d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -246,6 +264,13 @@ internal static class SettingCatalog
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
             else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, or nodsq / nodac / dsqall for d2quant).");
+        }
+        if (parts[0] == "tqdit")
+        {
+            // TQ-DiT: per-tensor weight steps (qkv per part) and static per-tensor activation steps (per timestep group), all searched.
+            if (group > 0 || activationGroup > 0 || smooth is not null || svdRank is not null || rotate || rangeGroups > 0)
+                throw new ArgumentException($"setting '{setting}': tqdit quantizes weights and activations per tensor with searched steps and its own timestep groups; drop -g, -ag, -sq, -svd, -rot and -static<groups> (TQ-DiT's settings are W8A8, W6A6, W4A8).");
+            dynamic = false;
         }
         var activations = QuantSpec.Activation(act, dynamic);
         if (activationGroup > 0 && activations.IsEnabled)

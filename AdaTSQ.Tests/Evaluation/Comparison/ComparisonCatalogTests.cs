@@ -54,10 +54,15 @@ public class ComparisonCatalogTests
         // A weight-only method (D²Quant) has no cell at a setting that quantizes activations: asking for one is an error that says so.
         foreach (var (name, _, _) in ComparisonCatalog.Methods)
             foreach (var bits in BitSetting.Named)
+            {
                 if (ComparisonCatalog.WeightOnlyMethods.Contains(name) && bits.Activations.IsEnabled)
                     Assert.That(() => ComparisonCatalog.SettingFor(name, bits), Throws.ArgumentException.With.Message.Contains("weight-only"), $"{name} at {bits.Name}");
+                // TQ-DiT's steps are per tensor: it refuses the group-wise settings (W4A4, W3A3 and the g128 weight-only rows), and says why.
+                else if (name == "tqdit" && (bits.Weights.GroupSize > 0 || bits.Activations.GroupSize > 0))
+                    Assert.That(Assert.Throws<ArgumentException>(() => ComparisonCatalog.SettingFor(name, bits))!.Message, Does.Contain("per tensor"), $"{name} at {bits.Name}");
                 else
                     Assert.DoesNotThrow(() => ComparisonCatalog.SettingFor(name, bits), $"{name} at {bits.Name}");
+            }
         Assert.That(BitSetting.Named.Count(b => !b.Activations.IsEnabled), Is.GreaterThanOrEqualTo(3), "the weight-only methods have their W4A16 / W3A16 / W2A16 cells");
     }
 
