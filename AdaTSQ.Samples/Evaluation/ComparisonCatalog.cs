@@ -29,6 +29,8 @@ internal static class ComparisonCatalog
         ("d2quant", "d2quant-{bits}", "D²Quant (weight-only): dual-scale quantizer on the MLP's fc2 (per-input-channel scale beside the group scale, 15 alternating rounds), RTN elsewhere, deviation-aware correction of the post-attention norm's mean into adaLN's shift_mlp; W<bits>A16 settings only"),
         ("tqdit", "tqdit-{bits}", "TQ-DiT: per-tensor weight steps (qkv per part) and static per-tensor activation steps per uniform timestep group (TGQ), searched on a grid by the loss-gradient-weighted output error; no MRQ, no attention matmuls; per-tensor only, so not at group-wise bit settings"),
         ("adatsq", "gptqf-{bits}", "AdaTSQ's Fisher-guided calibration (GPTQ + temporal-Fisher-weighted Hessians) with static bits; the bit-width search is issue 16's"),
+        ("gptq-svd", "gptq-{bits}-svd32", "GPTQ on SVDQuant's residual (searched smoothing, rank-32 full-precision branch): the control of adatsq-svd without the Fisher weighting"),
+        ("adatsq-svd", "gptqf-{bits}-svd32", "AdaTSQ's Fisher-guided calibration on SVDQuant's residual (searched smoothing, rank-32 branch, Fisher-weighted GPTQ), static bits: the best AdaTSQ configuration of issue 13"),
     ];
 
     /// <summary>The methods that quantize weights only: they exist only at bit settings whose activations are at 16 bits.</summary>

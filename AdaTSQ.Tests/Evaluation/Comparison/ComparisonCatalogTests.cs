@@ -19,6 +19,8 @@ public class ComparisonCatalogTests
     [TestCase("quarot-gptq", "W4A8", "gptq-w4a8-rot")]
     [TestCase("svdquant", "W4A4", "rtn-w4a4-g64-ag64-svd")]
     [TestCase("adatsq", "W3A3", "gptqf-w3a3-g64-ag64")]
+    [TestCase("gptq-svd", "W4A4", "gptq-w4a4-g64-ag64-svd32")]
+    [TestCase("adatsq-svd", "W3A3", "gptqf-w3a3-g64-ag64-svd32")]
     [TestCase("ptq4dit", "W4A4", "ptq4dit-w4a4-g64-ag64")]
     [TestCase("ptq4dit-gptq", "W4A8", "gptq-w4a8-ptq4dit")]
     [TestCase("viditq", "W3A3", "viditq-w3a3-g64-ag64")]
