@@ -20,7 +20,7 @@ namespace AdaTSQ.Pipeline;
 /// <c>UseHessianOptimization</c> (GPTQ), <c>SmoothActivations</c> (SmoothQuant), <c>UseFisherCalibration</c>
 /// and <c>SearchBitWidths</c> (AdaTSQ). They plug in through <see cref="Quantizer(Func{ILogger?, IQuantizer})"/>,
 /// <see cref="Calibrator(Func{ILogger?, ICalibrator})"/>, <see cref="AddLayerTransform"/> and
-/// <see cref="SearchPolicy"/>, which a method outside this library can use the same way.
+/// <see cref="SearchPolicy"/> and <see cref="AddPostQuantizationStep"/>, which a method outside this library can use the same way.
 /// </para>
 /// </summary>
 /// <example>
@@ -55,6 +55,7 @@ public sealed class QuantizationBuilder
     private int _rangeGroups;
     private BlockwiseCalibration? _blockwise;
     private IPolicySearch? _search;
+    private readonly List<IPostQuantizationStep> _postSteps = [];
     private string? _cacheDirectory;
 
     /// <summary>The model to quantize (any TorchSharp module tree with linear layers). Required.</summary>
@@ -168,6 +169,20 @@ public sealed class QuantizationBuilder
         int i = _transforms.FindIndex(t => t.Name == transform.Name);
         if (i >= 0) _transforms[i] = transform;
         else _transforms.Add(transform);
+        return this;
+    }
+
+    /// <summary>
+    /// Adds a step run after every layer is quantized and the final policy is set (after <see cref="SearchPolicy"/>'s
+    /// search, when there is one), in the order added: a correction measured on the quantized model, e.g. D²Quant's
+    /// deviation-aware correction. A step with the <see cref="IPostQuantizationStep.Name"/> of one already added replaces it.
+    /// </summary>
+    public QuantizationBuilder AddPostQuantizationStep(IPostQuantizationStep step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        int i = _postSteps.FindIndex(t => t.Name == step.Name);
+        if (i >= 0) _postSteps[i] = step;
+        else _postSteps.Add(step);
         return this;
     }
 
@@ -288,6 +303,7 @@ public sealed class QuantizationBuilder
             if (_policy is not null) problems.Add($"both Policy(...) and a policy search ({_search.Name}) were given: the search makes the policy, so give one or the other.");
             problems.AddRange(_search.FindProblems(_weightSpec, _activationSpec));
         }
+        foreach (var step in _postSteps) problems.AddRange(step.FindProblems(_weightSpec, _activationSpec, source is not null));
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
 
         var policy = _search is not null
@@ -295,6 +311,6 @@ public sealed class QuantizationBuilder
             : _policy ?? new StaticTimestepPolicy(new LayerQuantConfig(_weightSpec ?? QuantSpec.FullPrecision, _activationSpec ?? QuantSpec.FullPrecision));
         var calibrator = source is null ? null : chosenCalibrator ?? new UniformCalibrator(_logger);
         return new QuantizationPipeline(_model!, selector!, policy, quantizer, calibrator, source, _outputErrorReport, _logger, _progress,
-            _transforms.ToList(), _rangeGroups, _blockwise, _search, _weightSpec, _activationSpec, _cacheDirectory);
+            _transforms.ToList(), _rangeGroups, _blockwise, _search, _weightSpec, _activationSpec, _cacheDirectory, _postSteps.ToList());
     }
 }

@@ -16,7 +16,8 @@ namespace AdaTSQ.Pipeline;
 /// <see cref="QuantLinear"/>s → capture calibration statistics (<see cref="CaptureStage"/>; a Fisher-weighted
 /// calibrator first estimates its temporal Fisher on the full-precision model) → quantize each weight once per
 /// spec its policy uses (<see cref="QuantizeStage"/>, after the plan's layer transforms) → search the policy
-/// (<see cref="SearchStage"/>, when the plan has one) → set the policy and report. With block-by-block calibration
+/// (<see cref="SearchStage"/>, when the plan has one) → set the policy → run the post-quantization steps
+/// (<see cref="IPostQuantizationStep"/>, e.g. D²Quant's correction) → report. With block-by-block calibration
 /// the capture and quantize stages alternate per block. Any failure after the swap puts the original layers back and
 /// reverts what the transforms changed elsewhere in the model (<see cref="IModelChangingTransform"/>).
 /// </summary>
@@ -30,8 +31,9 @@ public sealed class QuantizationPipeline
     internal QuantizationPipeline(nn.Module model, LayerSelector selector, ITimestepPolicy policy, IQuantizer quantizer,
         ICalibrator? calibrator, ICalibrationSource? source, bool outputErrorReport, ILogger? logger, IProgress<QuantizationProgress>? progress,
         IReadOnlyList<ILayerTransform> transforms, int staticRangeGroups, BlockwiseCalibration? blockwise, IPolicySearch? search,
-        QuantSpec? weightTemplate, QuantSpec? activationTemplate, string? calibrationCache)
+        QuantSpec? weightTemplate, QuantSpec? activationTemplate, string? calibrationCache, IReadOnlyList<IPostQuantizationStep> postSteps)
     {
+        PostQuantizationSteps = postSteps;
         Model = model;
         Selector = selector;
         Policy = policy;
@@ -82,6 +84,13 @@ public sealed class QuantizationPipeline
 
     /// <summary>The policy search run after quantization, or null.</summary>
     public IPolicySearch? Search { get; }
+
+    /// <summary>The steps run after quantization and the policy search, in order (e.g. D²Quant's DAC).</summary>
+    public IReadOnlyList<IPostQuantizationStep> PostQuantizationSteps { get; }
+
+    /// <summary>Every step of the plan that can change the model outside its quantized layers, in the order they act.</summary>
+    private List<IModelChangingTransform> ModelChangingSteps =>
+        Transforms.OfType<IModelChangingTransform>().Concat(PostQuantizationSteps.OfType<IModelChangingTransform>()).ToList();
 
     /// <summary>Where calibration statistics are cached, or null.</summary>
     public string? CalibrationCache { get; }
@@ -137,10 +146,19 @@ public sealed class QuantizationPipeline
                 reports = kept.ToList();
             }
             foreach (var layer in layers) layer.Policy = finalPolicy;
+            var postReports = new List<PostQuantizationReport>();
+            foreach (var step in PostQuantizationSteps)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                _logger.LogInformation("Post-quantization step {Step}", step.Name);
+                var report = step.Run(new PostQuantizationContext(Model, layers, finalPolicy, reports, Source, _logger), _progress, cancellationToken);
+                postReports.Add(new PostQuantizationReport(step.Name, report));
+            }
             watch.Stop();
             var result = new QuantizationResult(Model, finalPolicy, Quantizer.Name, surgery, reports, layers.Sum(l => l.FloatWeightBytes),
                 layers.Sum(l => l.QuantizedWeightBytes), items, watch.Elapsed) {
-                PeakCalibrationBytes = peakBytes, SearchOutcome = searched, ModelChanges = Transforms.OfType<IModelChangingTransform>().ToList(),
+                PeakCalibrationBytes = peakBytes, SearchOutcome = searched, ModelChanges = ModelChangingSteps,
+                PostQuantizationReports = postReports,
                 WeightVersions = layers.Select(l => new LayerWeightVersions(l.LayerName,
                     l.WeightVersions.OrderBy(s => s.Bits).ThenBy(s => s.ToString(), StringComparer.Ordinal).ToList(), l.QuantizedWeightBytes)).ToList(),
             };
@@ -151,7 +169,7 @@ public sealed class QuantizationPipeline
         catch
         {
             ModelSurgery.Restore(Model);
-            QuantizationResult.RevertModelChanges(Transforms.OfType<IModelChangingTransform>());
+            QuantizationResult.RevertModelChanges(ModelChangingSteps);
             throw;
         }
     }

@@ -69,12 +69,18 @@ public sealed class QuantizationResult
     /// <summary>Wall time of the whole run.</summary>
     public TimeSpan Elapsed { get; }
 
-    /// <summary>The plan's transforms that changed the model outside its quantized layers, reverted by <see cref="Restore"/>.</summary>
+    /// <summary>
+    /// The report of each post-quantization step of the plan (<see cref="IPostQuantizationStep"/>), in the order they ran;
+    /// empty when the plan has none.
+    /// </summary>
+    public IReadOnlyList<PostQuantizationReport> PostQuantizationReports { get; init; } = [];
+
+    /// <summary>The plan's steps that changed the model outside its quantized layers, reverted by <see cref="Restore"/>.</summary>
     internal IReadOnlyList<IModelChangingTransform> ModelChanges { get; init; } = [];
 
     /// <summary>
-    /// Puts the original linear layers back, then reverts, in reverse order, every change the plan's transforms made to
-    /// the rest of the model (<see cref="IModelChangingTransform"/>: PTQ4DiT's balancing fold); returns how many layers
+    /// Puts the original linear layers back, then reverts, in reverse order, every change the plan's steps made to
+    /// the rest of the model (<see cref="IModelChangingTransform"/>: D²Quant's correction, PTQ4DiT's balancing fold); returns how many layers
     /// were restored. After it the model computes what it computed before <c>Apply</c>.
     /// </summary>
     public int Restore()

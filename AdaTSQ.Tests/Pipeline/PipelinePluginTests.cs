@@ -81,4 +81,84 @@ public class PipelinePluginTests
             Assert.That(layer.WeightVersions.Select(s => s.Bits), Is.EqualTo(new[] { 8 }), $"{layer.LayerName} kept a version the policy does not use");
         Assert.That(result.Layers.All(l => l.Config.Weight.Bits == 8), Is.True);
     }
+
+    /// <summary>Adds 1 to a named parameter of the model, records what it saw, and can be told to fail.</summary>
+    private sealed class BumpStep(string name, string parameter, bool fail = false, List<string>? order = null) : IPostQuantizationStep, IModelChangingTransform
+    {
+        private Tensor? _original;
+        private Tensor? _target;
+        public ITimestepPolicy? PolicySeen { get; private set; }
+        public bool LayersFollowedThePolicy { get; private set; }
+        public string Name => name;
+        public IReadOnlyList<string> FindProblems(QuantSpec? weightTemplate, QuantSpec? activationTemplate, bool hasCalibrationData) =>
+            weightTemplate is { Bits: < 4 } ? [$"{name} needs at least 4 bits."] : [];
+        public object? Run(PostQuantizationContext context, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken)
+        {
+            order?.Add(name);
+            PolicySeen = context.Policy;
+            LayersFollowedThePolicy = context.Layers.All(l => ReferenceEquals(l.Policy, context.Policy));
+            _target = context.Model.get_parameter(parameter) ?? throw new ArgumentException(parameter);
+            _original = _target.detach().clone();
+            using (torch.no_grad()) _target.add_(1f);
+            if (fail) throw new InvalidOperationException($"{name} failed on purpose");
+            return $"{name} report";
+        }
+        public bool HasChangedModel => _original is not null;
+        public void RevertModelChanges()
+        {
+            using (torch.no_grad()) _target!.copy_(_original!);
+            _original!.Dispose();
+            _original = null;
+        }
+    }
+
+    private const string Norm = "blocks.0.norm1.weight";
+
+    [Test]
+    public void PostQuantizationStepsRunInOrderAfterTheSearchedPolicyIsSetAndTheirReportsAreKept()
+    {
+        using var model = new TinyTransformer(width: 32, depth: 1, seed: 2);
+        var order = new List<string>();
+        var first = new BumpStep("first", Norm, order: order);
+        var second = new BumpStep("second", Norm, order: order);
+        var result = new QuantizationBuilder().ForModel(model).SearchPolicy(new PickEight())
+            .AddPostQuantizationStep(first).AddPostQuantizationStep(second).Build().Apply();
+        Assert.That(order, Is.EqualTo(new[] { "first", "second" }));
+        Assert.That(first.PolicySeen, Is.SameAs(result.SearchOutcome!.Policy), "the step sees the searched policy, not the search space");
+        Assert.That(first.LayersFollowedThePolicy, Is.True, "the layers follow the final policy when a step runs");
+        Assert.That(result.PostQuantizationReports.Select(r => (r.Step, r.Report)), Is.EqualTo(new[] { ("first", (object?)"first report"), ("second", "second report") }));
+        result.Restore();
+    }
+
+    [Test]
+    public void RestoreAndAFailedStepPutBackWhatPostQuantizationStepsChanged()
+    {
+        using var model = new TinyTransformer(width: 32, depth: 1, seed: 2);
+        using var original = model.get_parameter(Norm)!.detach().clone();
+        var result = new QuantizationBuilder().ForModel(model).Weights(8)
+            .AddPostQuantizationStep(new BumpStep("a", Norm)).AddPostQuantizationStep(new BumpStep("b", Norm)).Build().Apply();
+        Assert.That(TestTensors.Identical(model.get_parameter(Norm)!, original), Is.False, "the steps changed the parameter");
+        result.Restore();
+        Assert.That(TestTensors.Identical(model.get_parameter(Norm)!, original), Is.True, "Restore reverts both steps");
+
+        var failing = new QuantizationBuilder().ForModel(model).Weights(8)
+            .AddPostQuantizationStep(new BumpStep("a", Norm)).AddPostQuantizationStep(new BumpStep("b", Norm, fail: true)).Build();
+        Assert.That(() => failing.Apply(), Throws.InvalidOperationException.With.Message.Contains("b failed on purpose"));
+        Assert.That(ModelSurgery.FindQuantLinears(model), Is.Empty, "the original layers are back");
+        Assert.That(TestTensors.Identical(model.get_parameter(Norm)!, original), Is.True, "a failed run reverts every step's change");
+    }
+
+    [Test]
+    public void AStepsProblemsAreReportedByBuildAndASameNamedStepReplacesTheFirst()
+    {
+        using var model = new TinyTransformer(width: 32, depth: 1, seed: 2);
+        var e = Assert.Throws<QuantizationConfigurationException>(() => new QuantizationBuilder().ForModel(model).Weights(3)
+            .AddPostQuantizationStep(new BumpStep("a", Norm)).Build());
+        Assert.That(e!.Message, Does.Contain("a needs at least 4 bits."));
+        var order = new List<string>();
+        var result = new QuantizationBuilder().ForModel(model).Weights(8)
+            .AddPostQuantizationStep(new BumpStep("same", Norm, order: order)).AddPostQuantizationStep(new BumpStep("same", Norm, order: order)).Build().Apply();
+        Assert.That(order, Has.Count.EqualTo(1));
+        result.Restore();
+    }
 }

@@ -11,11 +11,11 @@ public static class D2QuantBuilderExtensions
     /// D²Quant (arXiv 2602.02546), weight-only: the dual-scale quantizer (<see cref="DualScaleTransform"/>) on the layers of
     /// <see cref="D2QuantOptions.DsqLayers"/> (default the MLP's fc2; the other layers get the plan's quantizer, RTN unless
     /// another is set), then, after every layer is quantized, the deviation-aware correction
-    /// (<see cref="DeviationAwareCorrection"/>) into each block's adaLN shift_mlp bias, measured on
+    /// (<see cref="DeviationAwareCorrection"/>, a post-quantization step) into each block's adaLN shift_mlp bias, measured on
     /// <paramref name="calibration"/>. Give the weights with <c>Weights(...)</c> and no activations; <c>Build()</c> refuses
-    /// quantized activations. It uses the plan's policy-search slot, so it cannot be combined with another search, nor
-    /// with another transform that sets input smoothing. <c>Restore()</c> on the result puts the modulation biases back.
-    /// Chainable.
+    /// quantized activations. It cannot be combined with another transform that sets input smoothing. <c>Restore()</c> on
+    /// the result puts the modulation biases back; <see cref="QuantizationResult.PostQuantizationReports"/> holds DAC's
+    /// report. Chainable.
     /// </summary>
     /// <param name="builder">The builder.</param>
     /// <param name="options">Options (default: 15 DSQ rounds on fc2, sequential DAC).</param>
@@ -50,7 +50,7 @@ public static class D2QuantBuilderExtensions
         var dsq = new DualScaleTransform(o);
         var dac = new DeviationAwareCorrection(o, model, calibration);
         steps = new D2QuantSteps(dsq, dac);
-        return builder.AddLayerTransform(dsq).AddLayerTransform(dac).SearchPolicy(dac);
+        return builder.AddLayerTransform(dsq).AddPostQuantizationStep(dac);
     }
 }
 

@@ -35,13 +35,13 @@ namespace AdaTSQ.Methods.D2Quant;
 /// paper reports is not applied (it needs paired per-token deviations; see <c>docs/d2quant.md</c>).
 /// </para>
 /// <para>
-/// It runs after every layer is quantized, as the plan's <see cref="IPolicySearch"/> (the one hook the pipeline has after
-/// the quantize stage); the policy it returns is the plan's static weight-only policy. As an
+/// It is a post-quantization step (<see cref="IPostQuantizationStep"/>): it runs after every layer is quantized and the
+/// final policy is set, so it can follow any quantizer, layer transform or policy search of the plan. As an
 /// <see cref="IModelChangingTransform"/> it lets <see cref="QuantizationResult.Restore"/> (and a failed run) put the
-/// modulation biases back bit for bit. Its search-time checks refuse quantized activations (D²Quant is weight-only).
+/// modulation biases back bit for bit. Its checks at <c>Build()</c> refuse quantized activations (D²Quant is weight-only).
 /// </para>
 /// </summary>
-public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTransform, IDisposable
+public sealed class DeviationAwareCorrection : IPostQuantizationStep, IModelChangingTransform, IDisposable
 {
     /// <summary>The name suffix of the layer whose input DAC corrects (the post-attention norm's modulated output).</summary>
     public const string TargetSuffix = "mlp.fc1";
@@ -57,7 +57,6 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
     private readonly ICalibrationSource? _calibration;
     private readonly List<(Tensor Parameter, Tensor Original)> _originals = [];
     private readonly List<DeviationCorrectionReport> _reports = [];
-    private ITimestepPolicy? _policy;
 
     /// <summary>Creates the step.</summary>
     /// <param name="options">D²Quant's options (only <see cref="D2QuantOptions.Dac"/> and <see cref="D2QuantOptions.SequentialCorrection"/> matter here).</param>
@@ -70,8 +69,8 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
         _calibration = calibration;
     }
 
-    /// <inheritdoc cref="IPolicySearch.Name" />
-    public string Name => "D²Quant";
+    /// <inheritdoc />
+    public string Name => "D²Quant DAC";
 
     /// <summary>One report per corrected block, in model order (empty before the run or without DAC).</summary>
     public IReadOnlyList<DeviationCorrectionReport> Reports => _reports;
@@ -92,16 +91,7 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
     }
 
     /// <inheritdoc />
-    public CalibrationRequirements Requirements(bool rangesPerTimestepGroup) => CalibrationRequirements.None;
-
-    /// <inheritdoc />
-    public IReadOnlyList<string> FindProblems(bool hasCalibrationData) => [];
-
-    /// <inheritdoc />
-    public LayerStatistics? Apply(QuantLinear layer, IReadOnlyCollection<LayerQuantConfig> configs, LayerStatistics? statistics) => null;
-
-    /// <inheritdoc />
-    public IReadOnlyList<string> FindProblems(QuantSpec? weightTemplate, QuantSpec? activationTemplate)
+    public IReadOnlyList<string> FindProblems(QuantSpec? weightTemplate, QuantSpec? activationTemplate, bool hasCalibrationData)
     {
         var p = new List<string>(_options.FindProblems());
         if (weightTemplate is not { IsEnabled: true })
@@ -118,24 +108,17 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
     }
 
     /// <inheritdoc />
-    public ITimestepPolicy SearchSpace(IReadOnlyList<string> layers, QuantSpec? weightTemplate, QuantSpec? activationTemplate)
-    {
-        ArgumentNullException.ThrowIfNull(weightTemplate);
-        _policy = new StaticTimestepPolicy(new LayerQuantConfig(weightTemplate, QuantSpec.FullPrecision));
-        return _policy;
-    }
-
-    /// <inheritdoc />
-    public PolicySearchOutcome Run(PolicySearchContext context, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken)
+    /// <returns>The list of <see cref="DeviationCorrectionReport"/>s (the same as <see cref="Reports"/>).</returns>
+    public object? Run(PostQuantizationContext context, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var policy = _policy ?? throw new InvalidOperationException("D²Quant's SearchSpace was not called before Run.");
-        if (!_options.Dac) return new PolicySearchOutcome(policy, _reports);
+        var policy = context.Policy;
+        if (!_options.Dac) return _reports;
         var targets = FindTargets(context.Layers, context.Logger);
         if (targets.Count == 0)
         {
             context.Logger.LogWarning("D²Quant DAC: no quantized '*{Target}' layer with a '{Modulation}' beside it; nothing corrected.", TargetSuffix, ModulationSuffix);
-            return new PolicySearchOutcome(policy, _reports);
+            return _reports;
         }
         var saved = context.Layers.Select(l => (Layer: l, l.Policy, l.DefaultConfig, l.Observer)).ToList();
         try
@@ -176,7 +159,7 @@ public sealed class DeviationAwareCorrection : IPolicySearch, IModelChangingTran
                 layer.Observer = observer;
             }
         }
-        return new PolicySearchOutcome(policy, _reports);
+        return _reports;
     }
 
     /// <inheritdoc />

@@ -11,7 +11,7 @@ namespace AdaTSQ.Methods.Ptq4Dit;
 /// which PTQ4DiT cannot use — and reports the plan's problems at <c>Build()</c>. As an <see cref="IModelChangingTransform"/>
 /// it undoes the fold when the result is restored (<see cref="QuantizationResult.Restore"/>) or the run fails.
 /// </summary>
-public sealed class Ptq4DitTransform : IModelChangingTransform
+public sealed class Ptq4DitTransform : ILayerTransform, IModelChangingTransform
 {
     private readonly Ptq4DitBalancing _balancing;
 

@@ -77,7 +77,8 @@ public class D2QuantPipelineTests
 
         Assert.That(steps.Dac.Reports.Select(r => r.Layer), Is.EqualTo(new[] { "blocks.0.mlp.fc1", "blocks.1.mlp.fc1" }));
         Assert.That(steps.Dsq.Reports.Select(r => r.Layer), Is.EqualTo(new[] { "blocks.0.mlp.fc2", "blocks.1.mlp.fc2" }));
-        Assert.That(on.SearchOutcome?.Report, Is.SameAs(steps.Dac.Reports));
+        Assert.That(on.PostQuantizationReports.Single(r => r.Step == "D²Quant DAC").Report, Is.SameAs(steps.Dac.Reports));
+        Assert.That(on.SearchOutcome, Is.Null, "DAC is a post-quantization step, not a policy search");
         foreach (var name in fp.Keys)
         {
             double without = RelativeDeviation(before[name], fp[name]), with = RelativeDeviation(after[name], fp[name]);
