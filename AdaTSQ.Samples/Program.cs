@@ -30,9 +30,10 @@ if (args.Contains("--help") || args.Contains("-h"))
                             AdaTSQ's wins/ties/losses per baseline (a win only where the CIs are disjoint), calibration time, peak
                             memory, weight MB; every cell cached (a rerun resumes); writes results.md/.json and psnr-vs-bits.png;
                             docs/comparison-fashion-dit.md
-                            --methods rtn,smoothquant,gptq,quarot,svdquant,adatsq (also quarot-gptq, qdit) --bits W8A8,W4A8,W4A4,W3A3
+                            --methods rtn,svdquant,adatsq-svd,gptq-svd,viditq,qdit,quarot,smoothquant,gptq,ptq4dit,adatsq
+                                      (also quarot-gptq, ptq4dit-gptq, htg, htg-gptq, tqdit, d2quant) --bits W8A8,W4A8,W4A4,W3A3
                             --samples N (1000) --batch B (100) --steps S (50) --out DIR (artifacts/compare) --cache DIR (<out>/cache)
-                            --bootstrap R (1000) --judge METHOD (adatsq) --retry-failed --no-integer; calibration and Fisher options as for evaluate
+                            --bootstrap R (1000) --judge METHOD (adatsq-svd) --retry-failed --no-integer; calibration and Fisher options as for evaluate
           search            AdaTSQ bit-width search: quantize every bit-width once (GPTQ + Fisher), one beam search per budget,
                             evaluate each searched policy and the best static one of the same cost; writes results.md/.json,
                             frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)

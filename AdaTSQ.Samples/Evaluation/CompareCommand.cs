@@ -39,7 +39,7 @@ internal static class CompareCommand
         var methodNames = (Program.Option(args, "--methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [.. ComparisonCatalog.DefaultMethods])
             .Select(m => ComparisonCatalog.Find(m).Name).ToList();
         var bits = (Program.Option(args, "--bits") ?? "W8A8,W4A8,W4A4,W3A3").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(BitSetting.Parse).ToList();
-        string judged = Program.Option(args, "--judge") ?? "adatsq";
+        string judged = Program.Option(args, "--judge") ?? ComparisonCatalog.DefaultJudge;
         int calibSamples = Program.IntOption(args, "--calib-samples", 32), calibBatch = Program.IntOption(args, "--calib-batch", 16);
         var (fisherSamples, fisherData, weighting, fisherUse, fisherFraction) = FisherCommandOptions.Parse(args);
         string outDir = Program.Option(args, "--out") ?? "artifacts/compare";
@@ -98,7 +98,12 @@ internal static class CompareCommand
             string qdit = entry.Template.StartsWith("qdit-", StringComparison.Ordinal)
                 ? string.Create(CultureInfo.InvariantCulture, $"; Q-DiT search on {Program.IntOption(args, "--qdit-samples", 8)} trajectories, seed {seed + 7000}") : "";
             return new ComparisonMethod(entry.Name, $"{entry.Template}; {shared}{(fisher ? fisherShared : "")}{qdit}",
-                (builder, b) => SettingCatalog.Configure(builder, ComparisonCatalog.SettingFor(entry.Name, b), services));
+                (builder, b) =>
+                {
+                    // The cleanup (PTQ4DiT's balancing, TQ-DiT's recorded calls) is disposed by the cell after Restore().
+                    SettingCatalog.Configure(builder, ComparisonCatalog.SettingFor(entry.Name, b), services, out var cleanup);
+                    return cleanup;
+                });
         }).ToList();
 
         var comparisonOptions = new ComparisonOptions

@@ -36,8 +36,16 @@ internal static class ComparisonCatalog
     /// <summary>The methods that quantize weights only: they exist only at bit settings whose activations are at 16 bits.</summary>
     public static IReadOnlySet<string> WeightOnlyMethods { get; } = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "d2quant" };
 
-    /// <summary>The methods run when <c>--methods</c> is not given.</summary>
-    public static IReadOnlyList<string> DefaultMethods { get; } = ["rtn", "smoothquant", "gptq", "quarot", "svdquant", "adatsq"];
+    /// <summary>
+    /// The methods run when <c>--methods</c> is not given: the paper's Table 1 rows that exist here (RTN, SVDQuant,
+    /// ViDiT-Q, Q-DiT, QuaRot, SmoothQuant), GPTQ and PTQ4DiT, AdaTSQ's best configuration (<c>adatsq-svd</c>, the
+    /// default judge) with its control without Fisher (<c>gptq-svd</c>), and AdaTSQ's Fisher-guided GPTQ alone.
+    /// </summary>
+    public static IReadOnlyList<string> DefaultMethods { get; } =
+        ["rtn", "svdquant", "adatsq-svd", "gptq-svd", "viditq", "qdit", "quarot", "smoothquant", "gptq", "ptq4dit", "adatsq"];
+
+    /// <summary>The method the others are judged against when <c>--judge</c> is not given.</summary>
+    public const string DefaultJudge = "adatsq-svd";
 
     /// <summary>The setting-string form of a bit setting: <c>w8a8</c>, <c>w4a4-g64-ag64</c>.</summary>
     /// <exception cref="ArgumentException">The specs have no setting-string form (asymmetric, clipped, static per-token …).</exception>

@@ -227,12 +227,13 @@ public sealed class ModelComparison
         bool perCell = PeakMemory.TryReset();
         QuantizationResult? result = null;
         IntegerLinearKernel? kernel = null;
+        IDisposable? owned = null;
         try
         {
             var watch = Stopwatch.StartNew();
             var builder = new QuantizationBuilder().ForModel(_model).Weights(bits.Weights).Activations(bits.Activations).WithLogger(_log);
             if (cellProgress is not null) builder.WithProgress(cellProgress);
-            method.Configure(builder, bits);
+            owned = method.Configure(builder, bits);
             result = builder.Build().Apply(ct);
             double calibrationSeconds = watch.Elapsed.TotalSeconds;
 
@@ -268,7 +269,15 @@ public sealed class ModelComparison
                 IntegerLinearKernel.Attach(_model, null);
                 kernel.Dispose();
             }
-            result?.Restore();
+            try
+            {
+                result?.Restore();
+            }
+            finally
+            {
+                // What the method's configuration created for this cell (recorded calls, a folded balancing): after Restore().
+                owned?.Dispose();
+            }
         }
     }
 

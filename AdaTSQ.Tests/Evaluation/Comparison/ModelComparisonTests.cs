@@ -1,4 +1,6 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Evaluation.Comparison;
+using AdaTSQ.Pipeline;
 using AdaTSQ.Quantization;
 
 namespace AdaTSQ.Tests.Evaluation.Comparison;
@@ -95,6 +97,43 @@ public class ModelComparisonTests
         toy.Options = toy.Options with { RetryFailed = true };
         var retried = toy.Comparison().Run(methods, Bits);
         Assert.That((retried.ComputedCells, toy.Configured), Is.EqualTo((1, new List<string> { "picky/W4A4" })));
+    }
+
+    [Test]
+    public void WhatAMethodsConfigurationOwnsIsDisposedAfterRestoreEvenWhenTheCellFails()
+    {
+        using var toy = new ToyComparison(_dir);
+        var events = new List<string>();
+        var owning = new ComparisonMethod("owning", "toy owning", (builder, bits) =>
+        {
+            if (bits.Name == "W4A4") builder.AddPostQuantizationStep(new FailingStep()); // fails after quantizing: the cell fails
+            // Disposed once the cell is done: by then the model must hold no QuantLinear (Restore() ran first).
+            return new Recorder(() => events.Add($"{bits.Name}: disposed, quantized layers left {toy.Model.modules().OfType<QuantLinear>().Count()}"));
+        });
+        var result = toy.Comparison().Run([owning], Bits);
+        Assert.That(result.Cell("owning", "W8A8").IsOk);
+        Assert.That(result.Cell("owning", "W4A4").Status, Is.EqualTo(CellStatus.Failed));
+        Assert.That(result.Cell("owning", "W4A4").Failure, Does.Contain("the step fails on purpose"));
+        Assert.That(events, Is.EquivalentTo(new[] { "W8A8: disposed, quantized layers left 0", "W4A4: disposed, quantized layers left 0" }));
+
+        events.Clear();
+        var again = toy.Comparison().Run([owning], Bits);
+        Assert.That((again.ComputedCells, events.Count), Is.EqualTo((0, 0)), "a cached cell configures nothing");
+    }
+
+    private sealed class FailingStep : IPostQuantizationStep
+    {
+        public string Name => "failing";
+
+        public IReadOnlyList<string> FindProblems(QuantSpec? weightTemplate, QuantSpec? activationTemplate, bool hasCalibrationData) => [];
+
+        public object? Run(PostQuantizationContext context, IProgress<QuantizationProgress>? progress, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("the step fails on purpose");
+    }
+
+    private sealed class Recorder(Action onDispose) : IDisposable
+    {
+        public void Dispose() => onDispose();
     }
 
     [Test]
