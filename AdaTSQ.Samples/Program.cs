@@ -39,6 +39,7 @@ if (args.Contains("--help") || args.Contains("-h"))
                             frontier.csv/.png, bits-over-steps.png, heatmap-*.png, search-*.json (36 min with the defaults on 2 cores)
                             --budgets 3.5,4,4.5,5,6 --bits 3,4,6,8 (activations 8) --paired-budgets 4,6 --paired-bits 4,6,8 (W=A)
                             --beam K (8) --search-samples N (8) --samples N (100) --steps S (50) --calib-samples N (32)
+                            --nested: the narrower weight widths are sliced from the widest one's GPTQ codes (one nested code set)
                             --no-fisher --state-dir DIR (save/resume each search) --layers GLOB --out DIR
           fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
                             --fisher-temperature T --fisher-floor F --also-temperatures 2,4 --loss Noise|CleanImage

@@ -43,6 +43,7 @@ public sealed class QuantizationBuilder
     private readonly List<ILayerTransform> _transforms = [];
     private Func<ILogger?, ICalibrator>? _calibratorFactory;
     private Func<ILogger?, IQuantizer>? _quantizerFactory;
+    private readonly List<(string Name, Func<IQuantizer, IQuantizer> Decorate)> _quantizerDecorators = [];
     private nn.Module? _model;
     private QuantSpec? _weightSpec;
     private QuantSpec? _activationSpec;
@@ -160,6 +161,22 @@ public sealed class QuantizationBuilder
     }
 
     /// <summary>
+    /// Wraps the plan's weight quantizer, whichever it is at <see cref="Build"/> (RTN by default, or the one set with
+    /// <see cref="Quantizer(IQuantizer)"/> before or after this call), in <paramref name="decorate"/> — how a method changes
+    /// what every quantizer makes (nested weight codes: <c>UseNestedWeights</c>). Decorators apply in the order added, the
+    /// first innermost; one with the <paramref name="name"/> of an earlier one replaces it. Chainable.
+    /// </summary>
+    public QuantizationBuilder DecorateQuantizer(string name, Func<IQuantizer, IQuantizer> decorate)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(decorate);
+        int i = _quantizerDecorators.FindIndex(d => d.Name == name);
+        if (i >= 0) _quantizerDecorators[i] = (name, decorate);
+        else _quantizerDecorators.Add((name, decorate));
+        return this;
+    }
+
+    /// <summary>
     /// Adds a transform applied to each layer before its weight is quantized (in the order added). A transform with
     /// the <see cref="ILayerTransform.Name"/> of one already added replaces it.
     /// </summary>
@@ -265,6 +282,8 @@ public sealed class QuantizationBuilder
         catch (ArgumentException e) { problems.Add(e.Message); }
 
         var quantizer = _quantizerFactory?.Invoke(_logger) ?? new RtnQuantizer();
+        foreach (var (_, decorate) in _quantizerDecorators)
+            quantizer = decorate(quantizer) ?? throw new InvalidOperationException("a quantizer decorator returned null.");
         var chosenCalibrator = _calibratorFactory?.Invoke(_logger);
         ICalibrationSource? source = _source;
         if (_sourceInputs is not null)

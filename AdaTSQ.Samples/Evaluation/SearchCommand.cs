@@ -97,9 +97,12 @@ internal static class SearchCommand
             .UseHessianOptimization()
             .WithProgress(new ConsoleProgressBar("quantize"));
         if (temporalFisher is not null) builder.UseFisherCalibration(temporalFisher);
+        // --nested: every narrower width is the rounded top bits of the widest width's GPTQ codes (issue 16, item 2).
+        bool nested = args.Contains("--nested");
+        if (nested) builder.UseNestedWeights(union.WeightBits.Max());
         var quantized = builder.Build().Apply(ct);
         double quantizeSeconds = watch.Elapsed.TotalSeconds;
-        Console.WriteLine($"Quantized {names.Count} layers at {string.Join("/", union.WeightBits)} bits in {quantizeSeconds:F1} s (GPTQ{(fisher ? " + Fisher" : "")}).");
+        Console.WriteLine($"Quantized {names.Count} layers at {string.Join("/", union.WeightBits)} bits in {quantizeSeconds:F1} s (GPTQ{(fisher ? " + Fisher" : "")}{(nested ? $", nested in W{union.WeightBits.Max()}" : "")}).");
         var qLayers = ModelSurgery.FindQuantLinears(model).Where(l => selector.Matches(l.LayerName)).ToList();
 
         // 2. One search per budget, on trajectories with their own seed (never the evaluation noise).

@@ -17,7 +17,7 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default, int? NestedParentBits = null);
 
 /// <summary>The parts of a d2quant setting (ablations): -nodsq, -nodac, -dsqall (DSQ on every layer, not only fc2).</summary>
 /// <param name="NoDsq">DSQ off (the layers get RTN).</param>
@@ -204,6 +204,8 @@ internal static class SettingCatalog
             builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = weighting, Use = setting.FisherUse ?? services.FisherUse, StepFraction = services.FisherFraction, Seed = seed });
         }
         if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
+        // -nest<bits>: the weight codes are the rounded top bits of the <bits>-bit version the quantizer makes (issue 16).
+        if (setting.NestedParentBits is { } parentBits) builder.UseNestedWeights(parentBits);
         if (setting.Method == "qdit")
         {
             // Q-DiT: the per-layer group-size search (GPTQ weights), scored on the command's search trajectories.
@@ -222,7 +224,7 @@ internal static class SettingCatalog
         var parts = setting.ToLowerInvariant().Split('-');
         string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant", "tqdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit][-nest<bits>] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -238,8 +240,16 @@ internal static class SettingCatalog
         bool htg = parts[0] == "htg", htgGptq = false;
         var htgOptions = new HtgOptions();
         var d2quant = default(D2QuantParts);
+        int? nestedParent = null;
         foreach (var extra in parts.Skip(2))
         {
+            if (extra.StartsWith("nest", StringComparison.Ordinal) && parts[0] is "rtn" or "gptq" or "gptqf")
+            {
+                nestedParent = extra.Length > 4 ? int.Parse(extra[4..], CultureInfo.InvariantCulture) : 8;
+                if (nestedParent <= w || nestedParent > QuantSpec.MaxBits)
+                    throw new ArgumentException($"setting '{setting}': -nest{nestedParent} slices the W{w} codes from a wider version: the parent width must be in [{w + 1}, {QuantSpec.MaxBits}].");
+                continue;
+            }
             if (htg && extra == "gptq") htgGptq = true;
             else if (htg && extra.StartsWith("hg", StringComparison.Ordinal)) htgOptions = htgOptions with { Groups = int.Parse(extra[2..], CultureInfo.InvariantCulture) };
             else if (htg && extra == "shiftonly") htgOptions = htgOptions with { Scale = false };
@@ -263,7 +273,7 @@ internal static class SettingCatalog
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, or nodsq / nodac / dsqall for d2quant).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, or nodsq / nodac / dsqall for d2quant, nest<parent bits> for rtn / gptq / gptqf).");
         }
         if (parts[0] == "tqdit")
         {
@@ -288,6 +298,6 @@ internal static class SettingCatalog
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
         if (parts[0] == "d2quant" && (activations.IsEnabled || smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': d2quant is weight-only and transforms fc2's input by itself: use w<bits>a16 (e.g. d2quant-w3a16-g128) without -sq, -svd, -rot or -static.");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant, nestedParent);
     }
 }
