@@ -167,7 +167,10 @@ public sealed class IntegerLinearKernel : IDisposable
         }
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         int activationGroup = ActivationGroupSize(config.Activation);
-        var packed = Packed(layer, config.Weight, activationGroup);
+        // A nested weight version (QuantLinear.NestWeightVersions) is packed for this call only from the wider version's
+        // codes, so that its codes and packed form are never held: a dynamic policy keeps the memory of its widest width.
+        using var transientPack = layer.ActiveWeightVersionIsNested(config.Weight) ? PackNested(layer, config.Weight, activationGroup) : null;
+        var packed = transientPack ?? Packed(layer, config.Weight, activationGroup);
         using var scope = torch.NewDisposeScope();
         var x = input.contiguous();
         // HTG's input shift z of the current step (QuantLinear.InputShift.cs): under a LayerNorm prologue it joins the
@@ -213,6 +216,12 @@ public sealed class IntegerLinearKernel : IDisposable
         Interlocked.Increment(ref _integerCalls);
         Interlocked.Add(ref _kernelTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);
         return result;
+    }
+
+    private static PackedWeights PackNested(QuantLinear layer, QuantSpec spec, int activationGroupSize)
+    {
+        using var q = layer.MaterializeActiveWeightVersion(spec);
+        return Pack(q, activationGroupSize);
     }
 
     // The packed weights of the layer's weight version for the packing group the activation group needs:

@@ -104,6 +104,12 @@ public sealed partial class QuantLinear
     // The integer form of the version the current step's call uses (the integer kernels pack it).
     internal QuantizedTensor ActiveWeightVersion(QuantSpec spec) => ActiveVersion(spec).Integer;
 
+    // True when the current step's version is stored nested in a wider one (the integer kernels then pack it per call).
+    internal bool ActiveWeightVersionIsNested(QuantSpec spec) => ActiveVersion(spec).IsNested;
+
+    // A fresh integer form of the current step's version that the caller owns (nested codes rebuilt from the parent).
+    internal QuantizedTensor MaterializeActiveWeightVersion(QuantSpec spec) => ActiveVersion(spec).MaterializeOwned();
+
     // The float weight of a call with quantized activations and full-precision weights at the current step.
     private Tensor ActiveFloatWeightForQuantizedInput()
     {

@@ -187,8 +187,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
     protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
     {
         base._toEpilog(dtype, device, non_blocking);
-        foreach (var key in _versions.Keys.ToList())
-            _versions[key] = _versions[key].To(weight.dtype, weight.device);
+        MoveWeightVersions();
         foreach (var key in _staticRanges.Keys.ToList())
         {
             var old = _staticRanges[key];

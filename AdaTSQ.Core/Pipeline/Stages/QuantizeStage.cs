@@ -71,6 +71,8 @@ public sealed class QuantizeStage
                     if (config.Weight.IsEnabled) reports.Add(Report(layer, weight, config, stats));
                     _progress?.Report(new QuantizationProgress("quantize", ++done, total, layer.LayerName));
                 }
+                // Versions whose codes are the top bits of a wider one's (nested weights) keep only their scales.
+                layer.NestWeightVersions();
                 QuantizeStepGroups(layer, configs, calibration?.For(layer.LayerName), cancellationToken);
             }
             finally

@@ -13,6 +13,7 @@ internal sealed class SearchCost
     private readonly BitWidthSearchOptions _options;
     private readonly double[] _macs;                      // per model evaluation per sample
     private readonly Dictionary<long, long> _bytes = new(); // Key(layer, bits) → bytes of that weight version
+    private readonly Dictionary<long, (long Key, long Bytes)> _parent = new(); // a nested version → its parent's key and bytes
 
     private SearchCost(BitWidthSearchOptions options, long[] parameters, double[] macs)
     {
@@ -50,7 +51,12 @@ internal sealed class SearchCost
         for (int l = 0; l < layers.Count; l++)
             foreach (int b in options.WeightBits.Distinct())
                 if (options.ConfigFor(b).Weight is { IsEnabled: true } spec)
-                    cost._bytes[Key(l, b)] = layers[l].GetWeightVersion(spec).StorageBytes;
+                {
+                    cost._bytes[Key(l, b)] = layers[l].WeightVersionBytes(spec);
+                    // A nested version (nested weights) needs its parent's codes in memory too.
+                    if (layers[l].NestedParentOf(spec) is { } parent)
+                        cost._parent[Key(l, b)] = (Key(l, parent.Bits), layers[l].WeightVersionBytes(parent));
+                }
         return cost;
     }
 
@@ -66,10 +72,19 @@ internal sealed class SearchCost
         return sum;
     }
 
-    public long Bytes(BitCandidate c) => c.Bits.Select((b, l) => _bytes.GetValueOrDefault(Key(l, b))).Sum();
+    public long Bytes(BitCandidate c) => StoredBytes(c.Bits.Select((b, l) => Key(l, b)));
 
-    public long Bytes(IEnumerable<BitCandidate> choices) =>
-        choices.SelectMany(c => c.Bits.Select((b, l) => Key(l, b))).Distinct().Sum(k => _bytes.GetValueOrDefault(k));
+    public long Bytes(IEnumerable<BitCandidate> choices) => StoredBytes(choices.SelectMany(c => c.Bits.Select((b, l) => Key(l, b))));
+
+    // Bytes of a set of versions in memory: each once, plus the parent of every nested one (once, if not in the set).
+    private long StoredBytes(IEnumerable<long> keys)
+    {
+        var set = keys.ToHashSet();
+        long sum = set.Sum(k => _bytes.GetValueOrDefault(k));
+        foreach (var parent in set.Where(_parent.ContainsKey).Select(k => _parent[k]).DistinctBy(p => p.Key))
+            if (!set.Contains(parent.Key)) sum += parent.Bytes;
+        return sum;
+    }
 
     public double StageCost(BitCandidate c, int steps) => Kind switch
     {
@@ -78,7 +93,7 @@ internal sealed class SearchCost
         _ => 0,
     };
 
-    public double PathCost(SearchPath p) => Kind == BudgetKind.WeightMemory ? p.Used.Sum(k => _bytes.GetValueOrDefault(k)) : p.Additive;
+    public double PathCost(SearchPath p) => Kind == BudgetKind.WeightMemory ? StoredBytes(p.Used) : p.Additive;
 
     /// <summary>Whether <paramref name="p"/> can still meet the budget when the remaining stages cost at least <paramref name="cheapestRest"/>.</summary>
     public bool Feasible(SearchPath p, double cheapestRest, int steps) => Kind == BudgetKind.WeightMemory

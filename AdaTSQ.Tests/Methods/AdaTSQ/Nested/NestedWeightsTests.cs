@@ -139,6 +139,85 @@ public class NestedWeightsTests
     }
 
     [Test]
+    public void ANestedVersionKeepsOnlyItsScalesAndComputesExactlyWhatTheStoredOneDid()
+    {
+        torch.manual_seed(21);
+        using var layer = new QuantLinear("fc", nn.Linear(128, 48));
+        var w8 = QuantSpec.Weight(8, 64);
+        var w4 = QuantSpec.Weight(4, 64);
+        var a8 = QuantSpec.Activation(8);
+        using var weight = layer.SmoothedWeight();
+        layer.SetWeightVersion(QuantizedTensor.Quantize(weight, w8));
+        using (var wide = QuantizedTensor.Quantize(weight, w8))
+            layer.SetWeightVersion(NestedCodes.Slice(wide, 4, weight));
+        using var x = TestTensors.Randn(4, 10, 128);
+        layer.DefaultConfig = new LayerQuantConfig(w4, a8);
+        using var before = layer.call(x).detach().clone();
+        using var codesBefore = layer.GetWeightVersion(w4).UnpackedCodes().clone();
+        long bytesBefore = layer.QuantizedWeightBytes, w4Bytes = layer.WeightVersionBytes(w4);
+
+        Assert.That(layer.NestWeightVersions(), Is.EqualTo(1));
+        Assert.That(layer.NestedParentOf(w4), Is.EqualTo(w8));
+        Assert.That(layer.NestedParentOf(w8), Is.Null);
+        long scaleBytes = 48 * 2 * sizeof(float);
+        Assert.That(layer.WeightVersionBytes(w4), Is.EqualTo(scaleBytes), "a nested version stores one float per group");
+        Assert.That(layer.QuantizedWeightBytes, Is.EqualTo(bytesBefore - w4Bytes + scaleBytes));
+        layer.ReleaseDequantizedWeights();
+        using (var after = layer.call(x))
+            Assert.That(after.equal(before).all().item<bool>(), Is.True, "fake-quantized call, bit for bit");
+        Assert.That(layer.GetWeightVersion(w4).UnpackedCodes().equal(codesBefore).all().item<bool>(), Is.True);
+
+        // On the integer kernels the nested version is packed per call: the kernel holds no packed form of it.
+        using (var kernel = new IntegerLinearKernel())
+        {
+            layer.IntegerKernel = kernel;
+            using var onKernel = layer.call(x);
+            Assert.That(kernel.PackedWeightBytes, Is.Zero, "nothing packed and kept for a nested version");
+            Assert.That(kernel.IntegerCalls, Is.EqualTo(1));
+            layer.DefaultConfig = new LayerQuantConfig(w8, a8);
+            using var wideCall = layer.call(x);
+            Assert.That(kernel.PackedWeightBytes, Is.GreaterThan(0), "a stored version is packed once and kept");
+            layer.DefaultConfig = new LayerQuantConfig(w4, a8);
+            using var again = layer.call(x);
+            Assert.That(again.equal(onKernel).all().item<bool>(), Is.True, "the same integer result on every call");
+            Assert.That((again - before).abs().max().item<float>(), Is.LessThan(1e-3f), "integer and fake-quantized calls agree");
+            layer.IntegerKernel = null;
+        }
+
+        // Removing the parent gives the nested version its codes back.
+        Assert.That(layer.RemoveWeightVersion(w8), Is.True);
+        Assert.That(layer.NestedParentOf(w4), Is.Null);
+        Assert.That(layer.WeightVersionBytes(w4), Is.EqualTo(w4Bytes));
+        using (var stored = layer.call(x))
+            Assert.That(stored.equal(before).all().item<bool>(), Is.True);
+    }
+
+    [Test]
+    public void IndependentVersionsAreNotNestedAndTheBuilderStoresNestedOnesOnce()
+    {
+        using var model = new TinyTransformer(width: 64, depth: 2, seed: 5);
+        model.eval();
+        var policy = global::AdaTSQ.Policies.TimeGroupedTimestepPolicy.Even(10,
+            [new global::AdaTSQ.Policies.StaticTimestepPolicy(new LayerQuantConfig(QuantSpec.Weight(8), QuantSpec.FullPrecision)),
+             new global::AdaTSQ.Policies.StaticTimestepPolicy(new LayerQuantConfig(QuantSpec.Weight(4), QuantSpec.FullPrecision))]);
+        long Bytes(bool nested, out int nestedLayers)
+        {
+            var builder = new QuantizationBuilder().ForModel(model).Policy(policy);
+            if (nested) builder.UseNestedWeights(8);
+            var result = builder.Build().Apply();
+            long bytes = result.QuantizedWeightBytes;
+            nestedLayers = model.modules().OfType<QuantLinear>().Count(l => l.NestedParentOf(QuantSpec.Weight(4)) is not null);
+            result.Restore();
+            return bytes;
+        }
+        long independent = Bytes(false, out int none), nestedBytes = Bytes(true, out int all);
+        Assert.That(none, Is.Zero, "independent RTN W4 codes are not the top bits of W8's");
+        Assert.That(all, Is.GreaterThan(0));
+        TestContext.Out.WriteLine($"W8 + W4 per channel, {all} layers: independent {independent} B, nested {nestedBytes} B");
+        Assert.That(nestedBytes, Is.LessThan(independent * 0.75), "the W4 codes (a third of the W8 + W4 codes) are no longer stored");
+    }
+
+    [Test]
     public void TheSettingStringNamesTheParentWidth()
     {
         Assert.That(SettingCatalog.ParseSetting("gptq-w4a8-nest8").NestedParentBits, Is.EqualTo(8));
