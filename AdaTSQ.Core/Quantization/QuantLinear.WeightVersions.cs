@@ -33,7 +33,7 @@ public sealed partial class QuantLinear
 
     /// <summary>
     /// Stores every weight version whose codes are the rounded top bits of a wider held version's codes
-    /// (<c>NestedCodes.IsNestedIn</c> in <c>AdaTSQ.Methods.AdaTSQ.Nested</c>: symmetric codes, same shape) as nested: only its
+    /// (<see cref="NestedCodeSlice.IsNestedIn"/>: symmetric codes, same shape) as nested: only its
     /// scales are kept and its codes are read from the wider version when a call needs them. Every call computes exactly
     /// what it did before; <see cref="QuantizedWeightBytes"/> drops by the nested versions' codes. The widest version that
     /// nests a narrower one is its parent; parents stay stored whole. The pipeline calls this after quantizing each layer.
@@ -46,7 +46,7 @@ public sealed partial class QuantLinear
         var stored = new List<WeightVersion>();
         foreach (var v in order)
         {
-            var parent = stored.FirstOrDefault(p => p.Integer.Spec.Bits > v.Integer.Spec.Bits && IsNestedIn(v.Integer, p.Integer));
+            var parent = stored.FirstOrDefault(p => p.Integer.Spec.Bits > v.Integer.Spec.Bits && NestedCodeSlice.IsNestedIn(v.Integer, p.Integer));
             if (parent is null)
             {
                 stored.Add(v);
@@ -59,19 +59,6 @@ public sealed partial class QuantLinear
         }
         return nested;
     }
-
-    // The rounded-top-bits relation of nested codes (the same test as NestedCodes.IsNestedIn, which lives with the method).
-    private static bool IsNestedIn(QuantizedTensor narrow, QuantizedTensor wide)
-    {
-        if (!narrow.Shape.SequenceEqual(wide.Shape) || narrow.Spec.Bits >= wide.Spec.Bits || !narrow.Spec.Symmetric || !wide.Spec.Symmetric) return false;
-        using var scope = torch.NewDisposeScope();
-        var expected = NestedSlice(wide, narrow.Spec);
-        return expected.equal(narrow.UnpackedCodes().to(ScalarType.Float64)).all().item<bool>();
-    }
-
-    // c_b = clamp(round(c / 2^(w−b)), QMin, QMax) of the wide codes, float64 [rows, cols].
-    private static Tensor NestedSlice(QuantizedTensor wide, QuantSpec narrow) =>
-        (wide.UnpackedCodes().to(ScalarType.Float64) / Math.Pow(2, wide.Spec.Bits - narrow.Bits)).round().clamp(narrow.QMin, narrow.QMax);
 
     /// <summary>True when a version for <paramref name="spec"/> is held.</summary>
     public bool HasWeightVersion(QuantSpec spec) => _versions.ContainsKey(spec);
@@ -225,7 +212,7 @@ public sealed partial class QuantLinear
             using var noGrad = torch.no_grad();
             var parent = Parent!.Integer;
             var spec = _nestedSpec!;
-            var codes = FakeQuantizer.GroupView(NestedSlice(parent, spec).reshape(parent.Shape), spec);
+            var codes = FakeQuantizer.GroupView(NestedCodeSlice.Codes(parent, spec).reshape(parent.Shape), spec);
             // c·s requantized with s gives back c exactly (|c| ≤ 127), so the library's own constructor rebuilds the version.
             var values = (codes * _nestedParams!.Scale.to(ScalarType.Float64)).to(ScalarType.Float32).reshape(parent.Shape);
             var parameters = new QuantParams(_nestedParams.Scale.clone(), _nestedParams.Zero?.clone());

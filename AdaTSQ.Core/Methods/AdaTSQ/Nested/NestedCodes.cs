@@ -34,9 +34,7 @@ public static class NestedCodes
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         double factor = Math.Pow(2, wideSpec.Bits - bits);
-        long qmax = spec.QMax, qmin = spec.QMin;
-        var codes = FakeQuantizer.GroupView(wide.UnpackedCodes().to(ScalarType.Float64).reshape(wide.Shape), wideSpec);   // [rows, groups, g]
-        var narrow = (codes / factor).round().clamp(qmin, qmax);
+        var narrow = FakeQuantizer.GroupView(NestedCodeSlice.Codes(wide, spec).reshape(wide.Shape), wideSpec);   // [rows, groups, g]
         var scale = wide.Parameters.Scale.to(ScalarType.Float64) * factor;                                               // [rows, groups, 1]
         if (weight is not null)
         {
@@ -61,16 +59,6 @@ public static class NestedCodes
         }
     }
 
-    /// <summary>True when every code of <paramref name="narrow"/> is the rounded top of the matching code of <paramref name="wide"/>.</summary>
-    public static bool IsNestedIn(QuantizedTensor narrow, QuantizedTensor wide)
-    {
-        ArgumentNullException.ThrowIfNull(narrow);
-        ArgumentNullException.ThrowIfNull(wide);
-        if (!narrow.Shape.SequenceEqual(wide.Shape) || narrow.Spec.Bits >= wide.Spec.Bits || !narrow.Spec.Symmetric || !wide.Spec.Symmetric) return false;
-        using var scope = torch.NewDisposeScope();
-        double factor = Math.Pow(2, wide.Spec.Bits - narrow.Spec.Bits);
-        long qmax = narrow.Spec.QMax, qmin = narrow.Spec.QMin;
-        var expected = (wide.UnpackedCodes().to(ScalarType.Float64) / factor).round().clamp(qmin, qmax);
-        return expected.equal(narrow.UnpackedCodes().to(ScalarType.Float64)).all().item<bool>();
-    }
+    /// <summary>True when every code of <paramref name="narrow"/> is the rounded top of the matching code of <paramref name="wide"/> (<see cref="NestedCodeSlice.IsNestedIn"/>).</summary>
+    public static bool IsNestedIn(QuantizedTensor narrow, QuantizedTensor wide) => NestedCodeSlice.IsNestedIn(narrow, wide);
 }
