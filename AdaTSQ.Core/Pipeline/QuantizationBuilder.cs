@@ -170,9 +170,7 @@ public sealed class QuantizationBuilder
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentNullException.ThrowIfNull(decorate);
-        int i = _quantizerDecorators.FindIndex(d => d.Name == name);
-        if (i >= 0) _quantizerDecorators[i] = (name, decorate);
-        else _quantizerDecorators.Add((name, decorate));
+        AddOrReplace(_quantizerDecorators, (Name: name, Decorate: decorate), d => d.Name);
         return this;
     }
 
@@ -183,9 +181,7 @@ public sealed class QuantizationBuilder
     public QuantizationBuilder AddLayerTransform(ILayerTransform transform)
     {
         ArgumentNullException.ThrowIfNull(transform);
-        int i = _transforms.FindIndex(t => t.Name == transform.Name);
-        if (i >= 0) _transforms[i] = transform;
-        else _transforms.Add(transform);
+        AddOrReplace(_transforms, transform, t => t.Name);
         return this;
     }
 
@@ -197,10 +193,16 @@ public sealed class QuantizationBuilder
     public QuantizationBuilder AddPostQuantizationStep(IPostQuantizationStep step)
     {
         ArgumentNullException.ThrowIfNull(step);
-        int i = _postSteps.FindIndex(t => t.Name == step.Name);
-        if (i >= 0) _postSteps[i] = step;
-        else _postSteps.Add(step);
+        AddOrReplace(_postSteps, step, t => t.Name);
         return this;
+    }
+
+    // Adds item, or replaces the one of the same name in place (keeping the order of the plan's steps).
+    private static void AddOrReplace<T>(List<T> items, T item, Func<T, string> name)
+    {
+        int i = items.FindIndex(t => name(t) == name(item));
+        if (i >= 0) items[i] = item;
+        else items.Add(item);
     }
 
     /// <summary>A search that picks the timestep policy after quantization (instead of <see cref="Policy"/>).</summary>

@@ -30,4 +30,23 @@ public static class NestedCodeSlice
         using var scope = torch.NewDisposeScope();
         return Codes(wide, narrow.Spec).equal(narrow.UnpackedCodes().to(ScalarType.Float64)).all().item<bool>();
     }
+
+    /// <summary>
+    /// The symmetric quantized tensor of <paramref name="spec"/> with integer <paramref name="codes"/> (<c>[rows, cols]</c>,
+    /// any float dtype, already on the spec's grid) and <paramref name="scale"/> (<c>[rows, groups, 1]</c>, copied); the
+    /// caller owns the result. The values <c>c·s</c> requantized with <c>s</c> give back <c>c</c> exactly (|c| ≤ 127), so the
+    /// library's own constructor builds it.
+    /// </summary>
+    public static QuantizedTensor FromCodes(Tensor codes, QuantSpec spec, Tensor scale)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(scale);
+        using var scope = torch.NewDisposeScope();
+        var scale32 = scale.to(ScalarType.Float32).clone();
+        var values = (FakeQuantizer.GroupView(codes.to(ScalarType.Float64), spec) * scale32.to(ScalarType.Float64)).to(ScalarType.Float32).reshape(codes.shape);
+        var parameters = new QuantParams(scale32, null);
+        try { return QuantizedTensor.FromParams(values, spec, parameters); }
+        catch { parameters.Dispose(); throw; }
+    }
 }

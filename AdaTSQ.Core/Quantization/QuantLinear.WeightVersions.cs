@@ -211,13 +211,7 @@ public sealed partial class QuantLinear
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
             var parent = Parent!.Integer;
-            var spec = _nestedSpec!;
-            var codes = FakeQuantizer.GroupView(NestedCodeSlice.Codes(parent, spec).reshape(parent.Shape), spec);
-            // c·s requantized with s gives back c exactly (|c| ≤ 127), so the library's own constructor rebuilds the version.
-            var values = (codes * _nestedParams!.Scale.to(ScalarType.Float64)).to(ScalarType.Float32).reshape(parent.Shape);
-            var parameters = new QuantParams(_nestedParams.Scale.clone(), _nestedParams.Zero?.clone());
-            try { return QuantizedTensor.FromParams(values, spec, parameters); }
-            catch { parameters.Dispose(); throw; }
+            return NestedCodeSlice.FromCodes(NestedCodeSlice.Codes(parent, _nestedSpec!), _nestedSpec!, _nestedParams!.Scale);
         }
 
         public long DequantizedBytes

@@ -34,29 +34,18 @@ public static class NestedCodes
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         double factor = Math.Pow(2, wideSpec.Bits - bits);
-        var narrow = FakeQuantizer.GroupView(NestedCodeSlice.Codes(wide, spec).reshape(wide.Shape), wideSpec);   // [rows, groups, g]
+        var codes = NestedCodeSlice.Codes(wide, spec);                                                             // [rows, cols]
         var scale = wide.Parameters.Scale.to(ScalarType.Float64) * factor;                                               // [rows, groups, 1]
         if (weight is not null)
         {
-            var w = FakeQuantizer.GroupView(weight.to(ScalarType.Float64, wide.Codes.device), wideSpec);
+            var narrow = FakeQuantizer.GroupView(codes, spec);                                                     // [rows, groups, g]
+            var w = FakeQuantizer.GroupView(weight.to(ScalarType.Float64, wide.Codes.device), spec);
             var energy = narrow.square().sum(-1, keepdim: true);
             var fitted = (w * narrow).sum(-1, keepdim: true) / energy.clamp_min(1);
             // Keep the sliced scale where the group's codes are all zero or the fit is not a usable positive scale.
             scale = torch.where(energy.gt(0).logical_and(fitted.gt(QuantParams.MinScale)), fitted, scale);
         }
-        var scale32 = scale.to(ScalarType.Float32);
-        // Rebuild through the library's own constructor: the values c_b·s_b requantized with s_b give back c_b exactly.
-        var values = (narrow * scale32.to(ScalarType.Float64)).to(ScalarType.Float32).reshape(wide.Shape);
-        var parameters = new QuantParams(scale32.DetachFromDisposeScope(), null);
-        try
-        {
-            return QuantizedTensor.FromParams(values, spec, parameters);
-        }
-        catch
-        {
-            parameters.Dispose();
-            throw;
-        }
+        return NestedCodeSlice.FromCodes(codes, spec, scale);
     }
 
     /// <summary>True when every code of <paramref name="narrow"/> is the rounded top of the matching code of <paramref name="wide"/> (<see cref="NestedCodeSlice.IsNestedIn"/>).</summary>
