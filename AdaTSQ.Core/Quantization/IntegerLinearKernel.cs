@@ -18,8 +18,8 @@ namespace AdaTSQ.Quantization;
 /// per group along K (<see cref="QuantSpec.Activation(int, int, bool, double)"/>; the group must divide K and
 /// fit the weight grouping, see <see cref="ActivationGrouping"/>: per-channel weights and weights whose group is a
 /// multiple of it are packed at the activation group, a smaller weight group must divide it).
-/// Everything else (asymmetric grids, static activation ranges, weight-only configs, other
-/// devices or dtypes) falls back to the fake-quantized path, or throws
+/// Everything else (asymmetric grids, static activation ranges, a custom input quantizer
+/// (<see cref="QuantLinear.InputQuantizer"/>), weight-only configs, other devices or dtypes) falls back to the fake-quantized path, or throws
 /// <see cref="NotSupportedException"/> when <see cref="Strict"/> is set.</para>
 /// <para>Dispose it to free the packed weights (they are also freed when their quantized weight
 /// version is collected).</para>
@@ -119,6 +119,21 @@ public sealed class IntegerLinearKernel : IDisposable
         return null;
     }
 
+    /// <summary>
+    /// Why a call of <paramref name="layer"/> with <paramref name="config"/> cannot run on the integer kernels; null when it can.
+    /// Besides <see cref="WhyNotSupported(LayerQuantConfig, long?)"/> at the layer's input features, a layer whose inputs are
+    /// quantized by a custom <see cref="QuantLinear.InputQuantizer"/> is refused: the kernels quantize each row on their own
+    /// uniform grid and cannot run it.
+    /// </summary>
+    public static string? WhyNotSupported(QuantLinear layer, LayerQuantConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Activation.IsEnabled && layer.InputQuantizer is { } custom)
+            return $"{config}: the inputs use the custom activation quantizer '{custom.Description}', which the integer kernels do not run.";
+        return WhyNotSupported(config, layer.InFeatures);
+    }
+
     // True when the native prologue can run the rotation (it has a native form).
     internal static bool CanFuse(IInputRotation rotation)
     {
@@ -151,7 +166,7 @@ public sealed class IntegerLinearKernel : IDisposable
     /// residual epilogue), or null; its tensors are made contiguous here when they are not.</param>
     public Tensor? TryForward(QuantLinear layer, Tensor input, LayerQuantConfig config, FusedLinearOps? ops = null)
     {
-        string? why = WhyNotSupported(config, layer.InFeatures);
+        string? why = WhyNotSupported(layer, config);
         if (why is null && (input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32))
             why = $"input on {input.device} as {input.dtype}: the integer kernels take float32 CPU tensors.";
         if (why is null && input.requires_grad && torch.is_grad_enabled())

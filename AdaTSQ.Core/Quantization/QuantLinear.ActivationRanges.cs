@@ -1,5 +1,6 @@
 // QuantLinear (partial): the calibrated input ranges of static activation specs, one per spec and
-// optionally one per sampling-step group, and the quantize→dequantize of an input that uses them.
+// optionally one per sampling-step group, and the quantize→dequantize of an input that uses them (or the custom
+// input quantizer of QuantLinear.InputQuantizer.cs).
 // The module and its forward are in QuantLinear.cs.
 using AdaTSQ.Abstractions;
 using TorchSharp;
@@ -67,10 +68,14 @@ public sealed partial class QuantLinear
         return p.To(weight.device);
     }
 
-    /// <summary>Quantize→dequantize of an input under <paramref name="spec"/> (dynamic, or with the calibrated static range).</summary>
+    /// <summary>
+    /// Quantize→dequantize of an input under <paramref name="spec"/> (dynamic, or with the calibrated static range); with a
+    /// custom <see cref="InputQuantizer"/>, that quantizer's output for an enabled spec.
+    /// </summary>
     public Tensor QuantizeInput(Tensor input, QuantSpec spec)
     {
         if (!spec.IsEnabled) return input.alias();
+        if (_inputQuantizer is { } custom) return custom.QuantizeDequantize(input, spec, TimestepContext.Current);
         if (spec.Granularity == QuantGranularity.PerGroup)
         {
             // Per-token × per-group ranges exist only at run time; say which layer a group does not fit.

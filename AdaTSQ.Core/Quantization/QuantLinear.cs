@@ -4,8 +4,8 @@
 // weight versions and their dequantized cache), QuantLinear.ActivationRanges.cs (static input ranges,
 // per step group, and input quantization), QuantLinear.Smoothing.cs (SmoothQuant input smoothing),
 // QuantLinear.StepSmoothing.cs (smoothing and weight versions per step group, ViDiT-Q) and
-// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch) and QuantLinear.InputShift.cs (HTG's input shift
-// per step group).
+// QuantLinear.LowRank.cs (SVDQuant's full-precision low-rank branch), QuantLinear.InputShift.cs (HTG's input shift
+// per step group) and QuantLinear.InputQuantizer.cs (a custom input quantizer, TQ-DiT's MRQ).
 using AdaTSQ.Abstractions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -155,7 +155,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             && !(input.requires_grad && torch.is_grad_enabled()))
         {
             var config = ActiveConfig;
-            if (IntegerLinearKernel.WhyNotSupported(config) is null && kernel.TryForward(this, input, config, ops) is { } fused) return fused;
+            if (IntegerLinearKernel.WhyNotSupported(this, config) is null && kernel.TryForward(this, input, config, ops) is { } fused) return fused;
         }
         using var x = ops.ComposePrologue(input);
         using var y = call(x);
@@ -180,6 +180,7 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
         DisposeStepSmoothing();
         DisposeRotation();
         DisposeInputShift();
+        _inputQuantizer = null;
         return original;
     }
 
@@ -230,10 +231,11 @@ public sealed partial class QuantLinear : nn.Module<Tensor, Tensor>, IQuantizabl
             DisposeStepSmoothing();
             DisposeRotation();
             DisposeInputShift();
+            _inputQuantizer = null;
         }
         base.Dispose(disposing);
     }
 
     /// <inheritdoc />
-    public override string ToString() => $"QuantLinear({LayerName}: {InFeatures}→{OutFeatures}, {ActiveConfig}, versions: {string.Join(", ", _versions.Keys)})";
+    public override string ToString() => $"QuantLinear({LayerName}: {InFeatures}→{OutFeatures}, {ActiveConfig}, versions: {string.Join(", ", _versions.Keys)}{(_inputQuantizer is { } q ? $", input quantizer: {q.Description}" : "")})";
 }

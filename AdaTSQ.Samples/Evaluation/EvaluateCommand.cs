@@ -181,7 +181,9 @@ internal static class EvaluateCommand
             double quantizedModelMB = (floatBytes - result.FloatWeightBytes + result.QuantizedWeightBytes) / 1e6;
             double quantizedLayerMB = result.QuantizedWeightBytes / 1e6;
             double calibrationSeconds = result.Elapsed.TotalSeconds + extraSeconds;
-            string? why = IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(setting.Weights, setting.Activations));
+            string? why = IntegerLinearKernel.WhyNotSupported(new LayerQuantConfig(setting.Weights, setting.Activations))
+                ?? (ModelSurgery.FindQuantLinears(model).FirstOrDefault(l => l.InputQuantizer is not null) is { } custom
+                    ? $"{custom.LayerName}: the inputs use the custom activation quantizer '{custom.InputQuantizer!.Description}', which the integer kernels do not run" : null);
             bool runsOnKernels = integer && why is null && device.type == DeviceType.CPU;
             bool fakeRuns = !(integerOnly && runsOnKernels);
             double seconds = double.NaN;

@@ -287,6 +287,8 @@ public sealed class ModelComparison
         if (Device.type != DeviceType.CPU) return $"the integer kernels run on the CPU, the comparison on {Device}";
         foreach (var layer in result.Layers)
             if (IntegerLinearKernel.WhyNotSupported(layer.Config, layer.InFeatures) is { } why) return $"{layer.Name}: {why}";
+        foreach (var layer in ModelSurgery.FindQuantLinears(_model))
+            if (layer.InputQuantizer is { } custom) return $"{layer.LayerName}: the inputs use the custom activation quantizer '{custom.Description}', which the integer kernels do not run";
         return null;
     }
 
