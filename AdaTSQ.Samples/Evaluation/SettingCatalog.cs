@@ -16,8 +16,11 @@ using AdaTSQ.Quantization;
 
 namespace AdaTSQ.Samples.Evaluation;
 
-/// <summary>One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing.</summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default, int? NestedParentBits = null);
+/// <summary>
+/// One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing, and the parts of
+/// the other methods (<c>TqDitMrq</c>: tqdit's -mrq, MRQ after GELU on fc2's input).
+/// </summary>
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default, int? NestedParentBits = null, bool TqDitMrq = false);
 
 /// <summary>The parts of a d2quant setting (ablations): -nodsq, -nodac, -dsqall (DSQ on every layer, not only fc2).</summary>
 /// <param name="NoDsq">DSQ off (the layers get RTN).</param>
@@ -195,7 +198,7 @@ internal static class SettingCatalog
                 ?? throw new InvalidOperationException($"setting {setting.Name} needs the DiT (x, t, y) to record TQ-DiT's calibration calls; none was provided.");
             var calls = TqDitCalibrationCalls.Record(dit, services.Calibration(setting));
             cleanup = new SettingCleanup(null, calls);
-            builder.UseTqDit(calls, new TqDitOptions { Seed = seed });
+            builder.UseTqDit(calls, TqDitOptionsFor(setting, seed));
         }
         if (setting.Method == "gptqf")
         {
@@ -215,6 +218,13 @@ internal static class SettingCatalog
         return builder;
     }
 
+    /// <summary>TQ-DiT's options of a tqdit setting: the seed of its row sampling and -mrq (MRQ after GELU on fc2's input).</summary>
+    internal static TqDitOptions TqDitOptionsFor(Setting setting, long seed)
+    {
+        ArgumentNullException.ThrowIfNull(setting);
+        return new TqDitOptions { Seed = seed, PostGeluMultiRegion = setting.TqDitMrq };
+    }
+
     /// <summary>
     /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing
     /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7).
@@ -224,7 +234,7 @@ internal static class SettingCatalog
         var parts = setting.ToLowerInvariant().Split('-');
         string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant", "tqdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit][-nest<bits>] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit][-nest<bits>] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group; -mrq: multi-region quantizer on fc2's post-GELU input), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -241,6 +251,7 @@ internal static class SettingCatalog
         var htgOptions = new HtgOptions();
         var d2quant = default(D2QuantParts);
         int? nestedParent = null;
+        bool tqditMrq = false;
         foreach (var extra in parts.Skip(2))
         {
             if (extra.StartsWith("nest", StringComparison.Ordinal) && parts[0] is "rtn" or "gptq" or "gptqf")
@@ -270,10 +281,11 @@ internal static class SettingCatalog
             else if (extra == "nodsq" && parts[0] == "d2quant") d2quant = d2quant with { NoDsq = true };
             else if (extra == "nodac" && parts[0] == "d2quant") d2quant = d2quant with { NoDac = true };
             else if (extra == "dsqall" && parts[0] == "d2quant") d2quant = d2quant with { DsqAll = true };
+            else if (extra == "mrq" && parts[0] == "tqdit") tqditMrq = true;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, or nodsq / nodac / dsqall for d2quant, nest<parent bits> for rtn / gptq / gptqf).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, nodsq / nodac / dsqall for d2quant, mrq for tqdit, nest<parent bits> for rtn / gptq / gptqf).");
         }
         if (parts[0] == "tqdit")
         {
@@ -288,6 +300,8 @@ internal static class SettingCatalog
             if (!dynamic) throw new ArgumentException($"setting '{setting}': per-group activations (ag{activationGroup}) are dynamic; drop -static.");
             activations = activations with { Granularity = QuantGranularity.PerGroup, GroupSize = activationGroup };
         }
+        if (tqditMrq && !activations.IsEnabled)
+            throw new ArgumentException($"setting '{setting}': -mrq quantizes fc2's post-GELU input; it needs quantized activations (e.g. tqdit-w4a8-mrq).");
         if (parts[0] == "viditq" && (smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': viditq smooths per timestep group and rotates by itself; drop -sq, -svd and -rot.");
         if (htg && (smooth is not null || svdRank is not null))
@@ -298,6 +312,6 @@ internal static class SettingCatalog
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
         if (parts[0] == "d2quant" && (activations.IsEnabled || smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': d2quant is weight-only and transforms fc2's input by itself: use w<bits>a16 (e.g. d2quant-w3a16-g128) without -sq, -svd, -rot or -static.");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant, nestedParent);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant, nestedParent, tqditMrq);
     }
 }

@@ -11,8 +11,9 @@ public static class TqDitBuilderExtensions
     /// error, in alternating weight/activation rounds, with one activation step per uniform timestep group (TGQ). Use with
     /// <c>Weights(bits)</c> and <c>Activations(bits, dynamic: false)</c> (or no activation quantization). Sets the quantizer
     /// (<see cref="TqDitQuantizer"/>), the calibration data (<paramref name="calls"/>, recorded on the full-precision model with
-    /// <see cref="TqDitCalibrationCalls.ForDiT"/>; the caller disposes them after the run) and the policy search. Not
-    /// implemented: MRQ on fc2's input and the attention matmuls (see <see cref="TqDitOptions"/>). Chainable.
+    /// <see cref="TqDitCalibrationCalls.ForDiT"/>; the caller disposes them after the run) and the policy search. With
+    /// <see cref="TqDitOptions.PostGeluMultiRegion"/>, fc2's input uses MRQ after GELU. Not implemented: the attention matmuls
+    /// (see <see cref="TqDitOptions"/>). Chainable.
     /// </summary>
     public static QuantizationBuilder UseTqDit(this QuantizationBuilder builder, TqDitCalibrationCalls calls, TqDitOptions? options = null)
     {

@@ -6,19 +6,29 @@ namespace AdaTSQ.Methods.TqDit;
 /// <summary>The steps TQ-DiT chose for one linear layer, and the weighted output error before and after the search.</summary>
 /// <param name="Layer">The layer's name.</param>
 /// <param name="WeightSteps">One weight step per part (three for a fused qkv, else one), in row order.</param>
-/// <param name="ActivationSteps">One input step per TGQ group (empty when activations are not quantized).</param>
+/// <param name="ActivationSteps">One input step per TGQ group (empty when activations are not quantized); with
+/// <see cref="PostGeluMultiRegion"/>, MRQ's positive step.</param>
 /// <param name="OverallActivationStep">The input step searched on all rows, used outside any calibrated step (0 when activations are not quantized).</param>
 /// <param name="InitialError">Weighted output error <c>mean((g ⊙ (O_fp − O_q))²)</c> at the initial steps Δ0.</param>
 /// <param name="FinalError">The same error at the chosen steps.</param>
 public sealed record TqDitLayerResult(string Layer, IReadOnlyList<double> WeightSteps, IReadOnlyList<double> ActivationSteps, double OverallActivationStep,
-    double InitialError, double FinalError);
+    double InitialError, double FinalError)
+{
+    /// <summary>
+    /// True when the layer's inputs use MRQ after GELU (<see cref="TqDitGrid.PostGelu"/>): the activation steps are the
+    /// positive steps, negative inputs use the fixed step <c>0.16997/2^(k−1)</c>.
+    /// </summary>
+    public bool PostGeluMultiRegion { get; init; }
+}
 
 /// <summary>
 /// TQ-DiT's step search for one linear layer <c>O = X·Wᵀ + b</c> (Hessian-guided optimization, HO): each step is chosen on the
 /// grid <see cref="TqDitGrid.Candidates"/> to maximize <c>−mean((g ⊙ (O_fp − O_q))²)</c>, g being the gradient of the loss
 /// at the layer's output (the diagonal Gauss–Newton / Fisher approximation of the output Hessian), alternating
 /// <see cref="TqDitOptions.Rounds"/> rounds of weight steps (every part, the other steps fixed) and activation steps (every
-/// TGQ group). Weights are per tensor (per part), activations per tensor (per group).
+/// TGQ group). Weights are per tensor (per part), activations per tensor (per group); with MRQ after GELU (fc2's input), the
+/// activation step searched is the positive step of <see cref="TqDitGrid.PostGelu"/> on the same grid, from
+/// <c>Δ0 = max(x⁺) / (2^(k−1) − 0.5)</c>, and the negative step stays fixed.
 /// </summary>
 public static class TqDitLayerSearch
 {
@@ -35,8 +45,10 @@ public static class TqDitLayerSearch
     /// <param name="activationBits">Activation bits (2–8), or 16 for unquantized inputs.</param>
     /// <param name="options">Grid and rounds.</param>
     /// <param name="cancellationToken">Checked between candidates.</param>
+    /// <param name="postGeluMultiRegion">Quantize the inputs with MRQ after GELU (<see cref="TqDitGrid.PostGelu"/>) and search its
+    /// positive step (fc2's input, <see cref="TqDitOptions.PostGeluMultiRegion"/>); default false: the symmetric per-tensor step.</param>
     public static TqDitLayerResult Search(string layer, Tensor weight, Tensor? bias, Tensor x, Tensor g, int[]? rowGroups, int groups, int parts,
-        int weightBits, int activationBits, TqDitOptions options, CancellationToken cancellationToken = default)
+        int weightBits, int activationBits, TqDitOptions options, CancellationToken cancellationToken = default, bool postGeluMultiRegion = false)
     {
         ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(x);
@@ -49,6 +61,7 @@ public static class TqDitLayerSearch
         if (rowGroups is not null && rowGroups.Length != rows) throw new ArgumentException($"{layer}: {rowGroups.Length} row groups for {rows} rows.", nameof(rowGroups));
         if (groups < 1) throw new ArgumentOutOfRangeException(nameof(groups));
         bool quantizeInputs = activationBits != Quantization.QuantSpec.FullPrecisionBits;
+        bool mrq = postGeluMultiRegion && quantizeInputs;
 
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -71,10 +84,13 @@ public static class TqDitLayerSearch
 
         var wd0 = new double[parts];
         for (int p = 0; p < parts; p++) wd0[p] = TqDitGrid.InitialStep(w.narrow(0, p * partRows, partRows).abs().max().item<float>(), weightBits);
-        double ad0All = quantizeInputs ? TqDitGrid.InitialStep(xf.abs().max().item<float>(), activationBits) : 0;
+        // Δ0 of the input: from max|x| for the symmetric step; for MRQ's positive step (codes 0…2^(k−1) − 1) from max(x⁺).
+        double InputStep0(Tensor rows) => TqDitGrid.InitialStep(mrq ? Math.Max(rows.max().item<float>(), 0) : rows.abs().max().item<float>(), activationBits);
+        Tensor QuantizeInput(Tensor rows, double d) => mrq ? TqDitGrid.PostGelu(rows, activationBits, d) : TqDitGrid.FakeQuantize(rows, d, amin, amax);
+        double ad0All = quantizeInputs ? InputStep0(xf) : 0;
         var ad0 = new double[groups];
         for (int k = 0; k < groups; k++)
-            ad0[k] = !quantizeInputs ? 0 : groupRows[k] is { } r ? TqDitGrid.InitialStep(xf.index_select(0, r).abs().max().item<float>(), activationBits) : ad0All;
+            ad0[k] = !quantizeInputs ? 0 : groupRows[k] is { } r ? InputStep0(xf.index_select(0, r)) : ad0All;
         var wd = (double[])wd0.Clone();
         var ad = (double[])ad0.Clone();
 
@@ -84,7 +100,7 @@ public static class TqDitLayerSearch
             if (!quantizeInputs) return xf.alias();
             var xq = torch.empty_like(xf);
             for (int k = 0; k < groups; k++)
-                if (groupRows[k] is { } r) xq.index_copy_(0, r, TqDitGrid.FakeQuantize(xf.index_select(0, r), ad[k], amin, amax));
+                if (groupRows[k] is { } r) xq.index_copy_(0, r, QuantizeInput(xf.index_select(0, r), ad[k]));
             return xq;
         }
         Tensor QuantizedWeight()
@@ -125,7 +141,7 @@ public static class TqDitLayerSearch
                     var refK = ofp.index_select(0, r);
                     var gK = g2.index_select(0, r);
                     ad[k] = Best(TqDitGrid.Candidates(ad0[k], options.Alpha, options.Beta, options.GridSteps),
-                        d => Error(Linear(TqDitGrid.FakeQuantize(xk, d, amin, amax), wq, b), refK, gK), cancellationToken);
+                        d => Error(Linear(QuantizeInput(xk, d), wq, b), refK, gK), cancellationToken);
                 }
             }
         }
@@ -137,13 +153,13 @@ public static class TqDitLayerSearch
             var wq = QuantizedWeight();
             overall = groups == 1 && groupRows[0] is not null ? ad[0]
                 : Best(TqDitGrid.Candidates(ad0All, options.Alpha, options.Beta, options.GridSteps),
-                    d => Error(Linear(TqDitGrid.FakeQuantize(xf, d, amin, amax), wq, b), ofp, g2), cancellationToken);
+                    d => Error(Linear(QuantizeInput(xf, d), wq, b), ofp, g2), cancellationToken);
             for (int k = 0; k < groups; k++)
                 if (groupRows[k] is null) ad[k] = overall;
         }
         double final;
         using (var sf = torch.NewDisposeScope()) final = Error(Linear(QuantizedInputs(), QuantizedWeight(), b), ofp, g2);
-        return new TqDitLayerResult(layer, wd, quantizeInputs ? ad : [], overall, initial, final);
+        return new TqDitLayerResult(layer, wd, quantizeInputs ? ad : [], overall, initial, final) { PostGeluMultiRegion = mrq };
     }
 
     /// <summary>The candidate with the smallest <paramref name="error"/> (the first one on ties).</summary>

@@ -38,8 +38,11 @@ public sealed record TqDitOptions
     public long Seed { get; init; }
 
     /// <summary>
-    /// MRQ for the input of <c>mlp.fc2</c> (post-GELU). Not implemented in the pipeline yet (the quantizer itself is
-    /// <see cref="TqDitGrid.PostGelu"/>): true makes <c>Build()</c> fail. Default false.
+    /// MRQ for the input of <c>mlp.fc2</c> (post-GELU, <see cref="TqDitPostGeluQuantizer.AppliesTo"/>) when activations are
+    /// quantized: negative inputs on the fixed step <c>0.16997/2^(k−1)</c>, non-negative inputs on a positive step searched like
+    /// the other activation steps (same grid, same gradient-weighted error, one per TGQ group), set as the layer's input
+    /// quantizer (<see cref="TqDitPostGeluQuantizer"/>; fake quantization only, the integer kernels refuse it). Default false
+    /// (fc2's input gets the symmetric per-tensor step like every other layer).
     /// </summary>
     public bool PostGeluMultiRegion { get; init; }
 
@@ -59,7 +62,6 @@ public sealed record TqDitOptions
         if (Rounds < 1) p.Add($"TQ-DiT rounds {Rounds} must be at least 1.");
         if (TimestepGroups < 1) p.Add($"TQ-DiT timestep groups {TimestepGroups} must be at least 1.");
         if (RowsPerCall < 1) p.Add($"TQ-DiT rows per call {RowsPerCall} must be at least 1.");
-        if (PostGeluMultiRegion) p.Add("TQ-DiT's post-GELU multi-region quantizer (fc2 input) is not implemented in the pipeline yet: set PostGeluMultiRegion = false.");
         if (QuantizeAttentionMatmuls) p.Add("TQ-DiT's attention matmul quantization (Q·Kᵀ, softmax·V) is not implemented: set QuantizeAttentionMatmuls = false.");
         return p;
     }

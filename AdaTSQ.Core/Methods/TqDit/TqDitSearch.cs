@@ -26,7 +26,8 @@ public sealed record TqDitReport(IReadOnlyList<TqDitLayerResult> Layers, IReadOn
 /// whose gradient is <c>g = ∂L/∂O</c>; its input rows and g are kept (<see cref="TqDitOptions.RowsPerCall"/> per call).
 /// The reference code's loss (a KL between two identical full-precision outputs) has zero gradient, so this loss replaces it.</item>
 /// <item>Search. Each layer's steps are searched on those rows (<see cref="TqDitLayerSearch"/>), the activation steps per TGQ group.</item>
-/// <item>The chosen steps become the layers' weight versions and static input ranges (per group of steps, and overall).</item>
+/// <item>The chosen steps become the layers' weight versions and static input ranges (per group of steps, and overall); with
+/// <see cref="TqDitOptions.PostGeluMultiRegion"/>, fc2's input steps become its MRQ input quantizer (<see cref="TqDitPostGeluQuantizer"/>).</item>
 /// </list>
 /// </summary>
 public sealed class TqDitSearch : IPolicySearch
@@ -95,10 +96,18 @@ public sealed class TqDitSearch : IPolicySearch
                 var g = torch.cat(gs, 0);
                 rows = x.shape[0];
                 var weight = layer.SmoothedWeight();
+                bool mrq = Options.PostGeluMultiRegion && aSpec.IsEnabled && TqDitPostGeluQuantizer.AppliesTo(layer.LayerName);
                 var r = TqDitLayerSearch.Search(layer.LayerName, weight, layer.Bias, x, g, grp.ToArray(), groups,
-                    TqDitQuantizer.PartsOf(layer.LayerName, layer.OutFeatures), wSpec.Bits, aSpec.Bits, Options, cancellationToken);
+                    TqDitQuantizer.PartsOf(layer.LayerName, layer.OutFeatures), wSpec.Bits, aSpec.Bits, Options, cancellationToken, postGeluMultiRegion: mrq);
                 layer.SetWeightVersion(TqDitQuantizer.WithSteps(weight, wSpec, r.WeightSteps));
-                if (aSpec.IsEnabled)
+                if (mrq)
+                {
+                    // MRQ after GELU: the layer's input quantizer, with the positive step of each group (it takes the place of the
+                    // static min/max range the quantize stage set, which stays unused).
+                    layer.SetInputQuantizer(new TqDitPostGeluQuantizer(layer.LayerName, aSpec.Bits, r.OverallActivationStep,
+                        groups > 1 ? Enumerable.Range(0, groups).Select(k => (ranges[k].First, ranges[k].Last, r.ActivationSteps[k])) : []));
+                }
+                else if (aSpec.IsEnabled)
                 {
                     layer.SetStaticInputRange(aSpec, -r.OverallActivationStep * aSpec.QMax, r.OverallActivationStep * aSpec.QMax);
                     if (groups > 1)
