@@ -71,8 +71,7 @@ public sealed class FisherCalibrator : ICalibrator, IPreparingCalibrator
         if (Options.Use != FisherUse.Weight)
         {
             int budget = Math.Max(1, (int)Math.Round(Options.StepFraction * steps));
-            drawn = DrawSteps(new FisherWeighting { Temperature = Options.Weighting.Temperature, Floor = Options.Weighting.Floor, PerLayer = false }
-                .Normalize(fisher.StepTotals()), budget, Options.Seed);
+            drawn = DrawSteps((Options.Weighting with { PerLayer = false }).Normalize(fisher.StepTotals()), budget, Options.Seed);
             _logger.LogInformation("Fisher importance sampling: {Budget} draws over {Steps} steps → steps {Drawn}", budget, steps,
                 string.Join(", ", drawn.OrderBy(p => p.Key).Select(p => p.Value > 1 ? $"{p.Key}×{p.Value}" : $"{p.Key}")));
         }
