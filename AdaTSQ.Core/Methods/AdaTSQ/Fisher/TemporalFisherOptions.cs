@@ -18,7 +18,7 @@ public enum FisherLossSpace
 /// <summary>Options of <see cref="TemporalFisherEstimator"/>.</summary>
 public sealed record TemporalFisherOptions
 {
-    /// <summary>Calibration samples (x0, label, noise) averaged per sampling step. Default 16.</summary>
+    /// <summary>Calibration samples (x0, label, noise; or trajectories for <see cref="FisherInputs.Trajectory"/>) averaged per sampling step. Default 16.</summary>
     public int SamplesPerStep { get; init; } = 16;
 
     /// <summary>
@@ -31,7 +31,7 @@ public sealed record TemporalFisherOptions
     /// <summary>The space of the loss (default <see cref="FisherLossSpace.Noise"/>).</summary>
     public FisherLossSpace LossSpace { get; init; } = FisherLossSpace.Noise;
 
-    /// <summary>Seed of the choice of x0 samples and of the noise at each step. Default 0.</summary>
+    /// <summary>Seed of the choice of x0 samples (or trajectories) and of the noise at each step. Default 0.</summary>
     public long Seed { get; init; }
 
     /// <summary>Every problem with these options; empty when valid.</summary>
