@@ -17,9 +17,12 @@ if (args.Contains("--help") || args.Contains("-h"))
                             Each setting the integer kernels support also runs on them (CPU): "<setting> (integer kernels)" rows and a
                             table of integer vs fake-quant samples and sampling time; --no-integer skips that;
                             --integer-only samples such settings on the kernels only (faster; no fake-quant row)
-                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0]
+                            --methods M,M,...  each M = <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-nlog|-nrank][-traj][-is][-x0]
                                       -g = weight group, -ag = dynamic activation group along K (per token × group)
                                       -svd = SVDQuant low-rank branch (rank, default 32), -rot = QuaRot Hadamard rotation (Kronecker), -rotb64 = block-diagonal, blocks of 64
+                                      gptqf: -t<tau> Fisher temperature, -nlog / -nrank α from log(1 + F/median F) / rank of F (default F itself),
+                                             -traj Fisher at the FP sampler's own x_t (64 trajectories; --fisher-data unused), -x0 clean-image loss,
+                                             -is importance sampling of the steps
                                       method: rtn | gptq | gptqf (GPTQ + Fisher-weighted temporal calibration) | qdit (Q-DiT group-size
                                               search, GPTQ; --qdit-samples N search trajectories (8); writes qdit-<setting>.json)
                                       default: rtn-w8a8,rtn-w4a8,gptq-w4a8,gptqf-w4a8
@@ -42,7 +45,8 @@ if (args.Contains("--help") || args.Contains("-h"))
                             --nested: the narrower weight widths are sliced from the widest one's GPTQ codes (one nested code set)
                             --no-fisher --state-dir DIR (save/resume each search) --layers GLOB --out DIR
           fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
-                            --fisher-temperature T --fisher-floor F --also-temperatures 2,4 --loss Noise|CleanImage
+                            --fisher-temperature T --fisher-floor F --fisher-normalization power|log|rank --also-temperatures 2,4
+                            --also-normalizations log,rank --loss Noise|CleanImage
           transformer-rtn   quantize a small seeded transformer with RTN at W8A8, W4A8, W4A16, W4A16 g32; print the errors
           fid-stats         ResNet-18 feature statistics of the real Fashion-MNIST test set (the FID reference; all 10,000 images
                             unless --count N): --count N --output FILE
@@ -106,9 +110,12 @@ try
             {
                 Temperature = double.Parse(Option(args, "--fisher-temperature") ?? "1", System.Globalization.CultureInfo.InvariantCulture),
                 Floor = double.Parse(Option(args, "--fisher-floor") ?? "0.1", System.Globalization.CultureInfo.InvariantCulture),
+                Normalization = Enum.Parse<AdaTSQ.Methods.AdaTSQ.Fisher.FisherNormalization>(Option(args, "--fisher-normalization") ?? "power", ignoreCase: true),
             };
             var others = (Option(args, "--also-temperatures") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
-                .Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+                .Select(t => weighting with { Temperature = double.Parse(t, System.Globalization.CultureInfo.InvariantCulture) })
+                .Concat((Option(args, "--also-normalizations") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
+                    .Select(n => weighting with { Normalization = Enum.Parse<AdaTSQ.Methods.AdaTSQ.Fisher.FisherNormalization>(n, ignoreCase: true) })).ToList();
             var fisher = AdaTSQ.Methods.AdaTSQ.Fisher.TemporalFisher.FromJson(File.ReadAllText(input));
             AdaTSQ.Samples.Evaluation.FisherPlot.Save(output, fisher, weighting, others, Option(args, "--loss") ?? "Noise");
             Console.WriteLine($"Wrote {output}");

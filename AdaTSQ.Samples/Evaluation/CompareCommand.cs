@@ -69,16 +69,16 @@ internal static class CompareCommand
 
         string modelIdentity = CellFingerprint.OfFile(modelPath);
         var settings = methodNames.SelectMany(m => bits.Select(b => ComparisonCatalog.SettingFor(m, b))).ToList();
-        var fisherSeconds = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds, string Source)>();
-        foreach (var space in settings.Where(s => s.Method == "gptqf").Select(s => s.FisherSpace).Distinct())
-            fisherSeconds[space] = LoadOrEstimateFisher(model, diffusion, ddpm, options, space, modelIdentity, layers, fisherSamples, fisherData, sampler, steps, seed, cacheDir, device, log, ct);
+        var fisherSeconds = new Dictionary<FisherVariant, (TemporalFisher Fisher, double Seconds, string Source)>();
+        foreach (var variant in settings.Where(s => s.Method == "gptqf").Select(s => s.Fisher).Distinct())
+            fisherSeconds[variant] = LoadOrEstimateFisher(model, diffusion, ddpm, options, variant, modelIdentity, layers, fisherSamples, fisherData, sampler, steps, seed, cacheDir, device, log, ct);
         // qdit: Q-DiT's search trajectories (--qdit-samples, own seed), made once and shared by its cells.
         using var qditTrajectories = new DisposableLazy<Methods.AdaTSQ.Search.SearchTrajectories>(() =>
             Methods.AdaTSQ.Search.SearchTrajectories.ForDiT(model, ddpm.DdimSteps(options), Program.IntOption(args, "--qdit-samples", 8), seed + 7000));
         var services = new SettingServices
         {
             Layers = layers, Seed = seed, Weighting = weighting, FisherUse = fisherUse, FisherFraction = fisherFraction,
-            Fisher = space => fisherSeconds[space].Fisher,
+            Fisher = variant => fisherSeconds[variant].Fisher,
             QDitSearch = () => (model, qditTrajectories.Value),
             // ptq4dit: the balancing is folded into this model; each cell's Restore() reverts it (IModelChangingTransform).
             Model = model,
@@ -137,7 +137,7 @@ internal static class CompareCommand
 
         var header = new ComparisonReport.Header(modelPath, samples, chunkSize, sampler, steps, cfg, clip, seed, layers, resamples, realStats?.Count, realStats?.Source,
             cacheDir, judged, methodNames.Select(n => ComparisonCatalog.Find(n)).Select(e => (e.Name, e.Template, e.Description)).ToList(),
-            fisherSeconds.Select(f => (f.Key.ToString(), f.Value.Seconds, f.Value.Source)).ToList());
+            fisherSeconds.Select(f => (f.Key.Space + (f.Key.Inputs == FisherInputs.Trajectory ? ", trajectory" : ""), f.Value.Seconds, f.Value.Source)).ToList());
         Directory.CreateDirectory(outDir);
         string markdown = ComparisonReport.Markdown(result, header);
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.md"), markdown, ct);
@@ -151,18 +151,33 @@ internal static class CompareCommand
 
     /// <summary>The temporal Fisher of AdaTSQ's rows: from the cache directory when an earlier run estimated it with the same inputs, else estimated and saved.</summary>
     private static (TemporalFisher, double, string) LoadOrEstimateFisher(DiT model, GaussianDiffusion diffusion, DiffusionSampler ddpm, SamplingOptions options,
-        FisherLossSpace space, string modelIdentity, string layers, int samplesPerStep, string data, string sampler, int steps, long seed, string cacheDir,
+        FisherVariant variant, string modelIdentity, string layers, int samplesPerStep, string data, string sampler, int steps, long seed, string cacheDir,
         Device device, ILogger log, CancellationToken ct)
     {
-        string key = CellFingerprint.Compute(new Dictionary<string, string>
+        var space = variant.Space;
+        bool trajectory = variant.Inputs == FisherInputs.Trajectory;
+        var identity = new Dictionary<string, string>
         {
             ["model"] = modelIdentity, ["layers"] = layers, ["samples_per_step"] = samplesPerStep.ToString(CultureInfo.InvariantCulture), ["data"] = data,
             ["space"] = space.ToString(), ["sampler"] = sampler, ["steps"] = steps.ToString(CultureInfo.InvariantCulture), ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
             ["cfg"] = options.CfgScale.ToString("R", CultureInfo.InvariantCulture), ["clip"] = options.ClipDenoised.ToString(),
-        });
-        string path = Path.Combine(cacheDir, $"fisher-{space}-{key[..16]}.json");
+        };
+        // Only a trajectory estimate adds its inputs (and needs no x0 data), so the q-sample estimates keep their cache keys.
+        if (trajectory)
+        {
+            identity["inputs"] = $"trajectory {EvaluateCommand.FisherTrajectories}";
+            identity.Remove("data");
+        }
+        string key = CellFingerprint.Compute(identity);
+        string path = Path.Combine(cacheDir, $"fisher-{space}{(trajectory ? "-Trajectory" : "")}-{key[..16]}.json");
         if (File.Exists(path)) return (TemporalFisher.FromJson(File.ReadAllText(path)), 0, $"loaded from {path}");
         var watch = Stopwatch.StartNew();
+        if (trajectory)
+        {
+            var estimate = EvaluateCommand.EstimateTrajectoryFisher(model, ddpm, sampler == "ddim", options, layers, samplesPerStep, space, seed, device, log, ct);
+            AtomicFile.WriteAllText(path, estimate.ToJson(), ct);
+            return (estimate, watch.Elapsed.TotalSeconds, $"estimated on {EvaluateCommand.FisherTrajectories} FP trajectories, saved to {path}");
+        }
         var (x0, y) = EvaluateCommand.FisherData(model, data, ddpm, options, seed, device, ct);
         try
         {

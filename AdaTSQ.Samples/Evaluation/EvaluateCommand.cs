@@ -135,16 +135,22 @@ internal static class EvaluateCommand
         var integerRows = new List<IntegerRow>();
         rows.Add(Evaluate("FP32", "FP32", null, fpStore.Save, floatBytes / 1e6, 0, 0, out double fpSeconds));
         Tensor FpReference(EvaluationChunk c) => fpStore.Load(c, device);
-        var fishers = new Dictionary<FisherLossSpace, (TemporalFisher Fisher, double Seconds)>();
+        var fishers = new Dictionary<FisherVariant, (TemporalFisher Fisher, double Seconds)>();
         (Tensor X0, Tensor Y)? fisherX0 = null;     // the Fisher's x0, made once and shared by the loss spaces
-        TemporalFisher FisherFor(FisherLossSpace space)
+        TemporalFisher FisherFor(FisherVariant variant)
         {
-            if (!fishers.TryGetValue(space, out var entry))
+            if (!fishers.TryGetValue(variant, out var entry))
             {
                 var watch = Stopwatch.StartNew();
-                fisherX0 ??= FisherData(model, fisherData, ddpm, options, seed, device, ct);
-                var estimate = EstimateFisher(model, diffusion, layers, fisherX0.Value.X0, fisherX0.Value.Y, fisherSamples, space, seed, log, ct);
-                fishers[space] = entry = (estimate, watch.Elapsed.TotalSeconds);
+                TemporalFisher estimate;
+                if (variant.Inputs == FisherInputs.Trajectory)
+                    estimate = EstimateTrajectoryFisher(model, ddpm, sampler == "ddim", options, layers, fisherSamples, variant.Space, seed, device, log, ct);
+                else
+                {
+                    fisherX0 ??= FisherData(model, fisherData, ddpm, options, seed, device, ct);
+                    estimate = EstimateFisher(model, diffusion, layers, fisherX0.Value.X0, fisherX0.Value.Y, fisherSamples, variant.Space, seed, log, ct);
+                }
+                fishers[variant] = entry = (estimate, watch.Elapsed.TotalSeconds);
             }
             return entry.Fisher;
         }
@@ -171,7 +177,7 @@ internal static class EvaluateCommand
             var builder = new QuantizationBuilder().ForModel(model).WithLogger(log);
             SettingCatalog.Configure(builder, setting, services, out var cleanup);
             using var undo = cleanup;   // PTQ4DiT's fold, undone after Restore() below (using-disposal runs last)
-            double extraSeconds = setting.Method == "gptqf" ? fishers[setting.FisherSpace].Seconds : 0;
+            double extraSeconds = setting.Method == "gptqf" ? fishers[setting.Fisher].Seconds : 0;
             var result = builder.Build().Apply(ct);
             if (result.QDit is { } qdit)
             {
@@ -274,13 +280,16 @@ internal static class EvaluateCommand
             }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         ImageGrid.Save(Path.Combine(outDir, "samples.png"), grid, columns: gridColumns);
-        foreach (var (space, (fisher, fisherSeconds)) in fishers)
+        foreach (var (variant, (fisher, fisherSeconds)) in fishers)
         {
-            string suffix = space == FisherLossSpace.Noise ? "" : "-x0";
+            string suffix = variant.Suffix;
+            string loss = variant.Space + (variant.Inputs == FisherInputs.Trajectory ? ", trajectory" : "");
             File.WriteAllText(Path.Combine(outDir, $"fisher{suffix}.json"), fisher.ToJson());
+            // The α of every gptqf setting on this estimate that changes the temperature or the normalization, beside the shared weighting's.
             FisherPlot.Save(Path.Combine(outDir, $"fisher-alpha{suffix}.png"), fisher, weighting,
-                settings.Where(x => x.FisherTemperature is not null && x.FisherSpace == space).Select(x => x.FisherTemperature!.Value), space.ToString());
-            Console.WriteLine($"Wrote {outDir}/fisher{suffix}.json and fisher-alpha{suffix}.png (temporal Fisher, {space} loss: {fisherSeconds:F1} s).");
+                settings.Where(x => x.Method == "gptqf" && x.Fisher == variant && (x.FisherTemperature is not null || x.FisherNormalization is not null))
+                    .Select(x => SettingCatalog.WeightingOf(x, weighting)), loss);
+            Console.WriteLine($"Wrote {outDir}/fisher{suffix}.json and fisher-alpha{suffix}.png (temporal Fisher, {loss} loss: {fisherSeconds:F1} s).");
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json and samples.png (rows: {string.Join(", ", rows.Select(r => r.Summary.Name))}); FP reference chunks in {fpStore.DirectoryPath}.");
         foreach (var t in grid) t.Dispose();
@@ -327,11 +336,39 @@ internal static class EvaluateCommand
     internal static TemporalFisher EstimateFisher(DiT model, GaussianDiffusion diffusion, string layers, Tensor x0, Tensor y, int samplesPerStep,
         FisherLossSpace space, long seed, ILogger log, CancellationToken ct)
     {
-        var selector = new LayerSelector([layers], []);
-        var weights = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
+        var weights = FisherWeights(model, layers);
         var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), diffusion, x0, y,
             new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000, LossSpace = space }, log);
         return estimator.Estimate(weights, new ConsoleProgressBar("fisher"), ct);
+    }
+
+    /// <summary>The trajectories a -traj Fisher estimate runs the FP sampler on (in one batch).</summary>
+    internal const int FisherTrajectories = 64;
+
+    /// <summary>
+    /// The temporal Fisher of the FP model's selected layers on its own sampling trajectories (gptqf -traj,
+    /// <see cref="FisherInputs.Trajectory"/>): <see cref="FisherTrajectories"/> trajectories of the evaluation's sampler
+    /// (DDIM or DDPM, same CFG and clipping) from noise of seed + 3000 (sampler seed + 3001, as the generated Fisher
+    /// data), round-robin labels; the steps' samples are drawn with seed + 5000. No x0 is needed (--fisher-data is not used).
+    /// </summary>
+    internal static TemporalFisher EstimateTrajectoryFisher(DiT model, DiffusionSampler sampler, bool ddim, SamplingOptions options, string layers, int samplesPerStep,
+        FisherLossSpace space, long seed, Device device, ILogger log, CancellationToken ct)
+    {
+        var weights = FisherWeights(model, layers);
+        var c = model.Config;
+        using var y = torch.tensor(Enumerable.Range(0, FisherTrajectories).Select(i => (long)(i % c.NumClasses)).ToArray(), device: device);
+        using var generator = new Generator((ulong)(seed + 3000), device);
+        using var noise = torch.randn([FisherTrajectories, c.InChannels, c.InputSize, c.InputSize], generator: generator, device: device);
+        TrajectorySampler run = ddim ? sampler.SampleDdim : sampler.SampleDdpm;
+        var estimator = new TemporalFisherEstimator((x, t, l) => model.call(x, t, l), sampler.Diffusion, run, noise, y, options with { Seed = seed + 3001 },
+            new TemporalFisherOptions { SamplesPerStep = samplesPerStep, Seed = seed + 5000, LossSpace = space }, log);
+        return estimator.Estimate(weights, new ConsoleProgressBar("fisher (trajectories)"), ct);
+    }
+
+    private static List<(string Name, Tensor Weight)> FisherWeights(DiT model, string layers)
+    {
+        var selector = new LayerSelector([layers], []);
+        return ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => (l.Name, (Tensor)l.Layer.weight!)).ToList();
     }
 
     /// <summary>The x0 of the Fisher estimate (made once per run): 256 real training images, or 256 samples of the FP model.</summary>

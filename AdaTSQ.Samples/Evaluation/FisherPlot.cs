@@ -7,7 +7,11 @@ namespace AdaTSQ.Samples.Evaluation;
 /// <summary>Plots the temporal Fisher weights α over the sampling steps (one line per layer kind, and the model's total).</summary>
 internal static class FisherPlot
 {
-    public static void Save(string path, TemporalFisher fisher, FisherWeighting weighting, IEnumerable<double>? otherTemperatures = null, string loss = "Noise")
+    /// <summary>
+    /// Saves the plot of <paramref name="weighting"/>'s α, with a dashed whole-model line for each of <paramref name="others"/>
+    /// (e.g. the settings' own temperatures or normalizations).
+    /// </summary>
+    public static void Save(string path, TemporalFisher fisher, FisherWeighting weighting, IEnumerable<FisherWeighting>? others = null, string loss = "Noise")
     {
         var plot = new Plot();
         double[] steps = fisher.Steps.Select(s => (double)s.StepIndex).ToArray();
@@ -26,20 +30,22 @@ internal static class FisherPlot
         sum.LineWidth = 3;
         sum.MarkerSize = 4;
         sum.Color = Colors.Black;
-        foreach (var tau in (otherTemperatures ?? []).Distinct().Where(t => t != weighting.Temperature))
+        double top = Math.Max(total.Max(), perLayer.Values.Max(v => v.Max())), bottom = Math.Min(total.Min(), perLayer.Values.Min(v => v.Min()));
+        foreach (var other in (others ?? []).Distinct().Where(w => w != weighting))
         {
-            var alt = plot.Add.Scatter(steps, Log((weighting with { Temperature = tau }).Normalize(fisher.StepTotals())));
-            alt.LegendText = $"whole model, τ = {tau}";
+            var alpha = other.Normalize(fisher.StepTotals());
+            (top, bottom) = (Math.Max(top, alpha.Max()), Math.Min(bottom, alpha.Min()));
+            var alt = plot.Add.Scatter(steps, Log(alpha));
+            alt.LegendText = other.Normalization == weighting.Normalization ? $"whole model, τ = {other.Temperature}" : $"whole model, {other.Normalization}, τ = {other.Temperature}";
             alt.LineWidth = 2;
             alt.LinePattern = LinePattern.Dashed;
             alt.MarkerSize = 0;
         }
-        plot.Title($"Temporal Fisher weights α ({loss} loss, τ = {weighting.Temperature}, floor {weighting.Floor}; {fisher.SamplesPerStep} samples/step)");
+        plot.Title($"Temporal Fisher weights α ({loss} loss, {weighting.Normalization}, τ = {weighting.Temperature}, floor {weighting.Floor}; {fisher.SamplesPerStep} samples/step)");
         plot.XLabel("sampling step (0 = noisiest)");
         plot.YLabel("α (mean 1 over steps; log scale)");
         // Log scale: the values are plotted as log10 α, the ticks labelled with α.
         double[] ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100];
-        double top = Math.Max(total.Max(), perLayer.Values.Max(v => v.Max())), bottom = Math.Min(total.Min(), perLayer.Values.Min(v => v.Min()));
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             ticks.Select(Math.Log10).ToArray(), ticks.Select(t => t.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)).ToArray());
         plot.Axes.SetLimitsY(Math.Log10(bottom) - 0.1, Math.Log10(top) + 0.1);

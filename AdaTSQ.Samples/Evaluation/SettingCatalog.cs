@@ -17,10 +17,28 @@ using AdaTSQ.Quantization;
 namespace AdaTSQ.Samples.Evaluation;
 
 /// <summary>
-/// One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing, and the parts of
-/// the other methods (<c>TqDitMrq</c>: tqdit's -mrq, MRQ after GELU on fc2's input).
+/// One evaluated setting: method (rtn, gptq, gptqf = GPTQ + Fisher-weighted calibration), specs, smoothing, and the parts of the other methods
+/// (<c>TqDitMrq</c>: tqdit's -mrq, MRQ after GELU on fc2's input). gptqf's Fisher:
+/// <paramref name="FisherSpace"/> and <paramref name="FisherInputs"/> choose the estimate (<see cref="FisherVariant"/>),
+/// <paramref name="FisherTemperature"/> and <paramref name="FisherNormalization"/> override the command's weighting (null: keep it).
 /// </summary>
-internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default, int? NestedParentBits = null, bool TqDitMrq = false);
+internal sealed record Setting(string Name, string Method, QuantSpec Weights, QuantSpec Activations, double? SmoothAlpha, double? FisherTemperature = null, int RangeGroups = 0, FisherUse? FisherUse = null, FisherLossSpace FisherSpace = FisherLossSpace.Noise, int? SvdRank = null, bool Rotate = false, int RotationBlock = 0, bool Ptq4Dit = false, double? MixedPrecisionBudget = null, HtgOptions? Htg = null, bool HtgGptq = false, D2QuantParts D2Quant = default, int? NestedParentBits = null, bool TqDitMrq = false, FisherNormalization? FisherNormalization = null, FisherInputs FisherInputs = FisherInputs.QSample)
+{
+    /// <summary>Which temporal Fisher estimate a gptqf setting uses.</summary>
+    public FisherVariant Fisher => new(FisherSpace, FisherInputs);
+}
+
+/// <summary>
+/// One temporal Fisher estimate a command makes (once, shared by the gptqf settings that use it): the loss space and
+/// where the loss is taken (q-samples of x0 or the FP sampler's own trajectories).
+/// </summary>
+/// <param name="Space">ε loss or clean-image loss (-x0).</param>
+/// <param name="Inputs">q-samples of x0, or the FP sampler's trajectories (-traj).</param>
+internal readonly record struct FisherVariant(FisherLossSpace Space, FisherInputs Inputs)
+{
+    /// <summary>The file-name suffix of the estimate's outputs: "" for the default, else "-traj", "-x0", "-traj-x0".</summary>
+    public string Suffix => (Inputs == FisherInputs.Trajectory ? "-traj" : "") + (Space == FisherLossSpace.CleanImage ? "-x0" : "");
+}
 
 /// <summary>The parts of a d2quant setting (ablations): -nodsq, -nodac, -dsqall (DSQ on every layer, not only fc2).</summary>
 /// <param name="NoDsq">DSQ off (the layers get RTN).</param>
@@ -46,10 +64,10 @@ internal sealed record SettingServices
     /// <summary>Progress of the calibration of a setting (null: the builder keeps what it has).</summary>
     public Func<Setting, IProgress<QuantizationProgress>?>? CalibrationProgress { get; init; }
 
-    /// <summary>The temporal Fisher of a loss space (gptqf settings only; null when no gptqf setting is run).</summary>
-    public Func<FisherLossSpace, TemporalFisher>? Fisher { get; init; }
+    /// <summary>The temporal Fisher of a loss space and inputs (gptqf settings only; null when no gptqf setting is run).</summary>
+    public Func<FisherVariant, TemporalFisher>? Fisher { get; init; }
 
-    /// <summary>Fisher weighting of gptqf settings (a setting's -t&lt;tau&gt; overrides the temperature).</summary>
+    /// <summary>Fisher weighting of gptqf settings (a setting's -t&lt;tau&gt; overrides the temperature, -nlog / -nrank the normalization).</summary>
     public FisherWeighting Weighting { get; init; } = new();
 
     /// <summary>How gptqf uses the Fisher (a setting's -is overrides it).</summary>
@@ -202,8 +220,8 @@ internal static class SettingCatalog
         }
         if (setting.Method == "gptqf")
         {
-            var fisher = (services.Fisher ?? throw new InvalidOperationException($"setting {setting.Name} needs a temporal Fisher; none was provided."))(setting.FisherSpace);
-            var weighting = setting.FisherTemperature is { } tau ? services.Weighting with { Temperature = tau } : services.Weighting;
+            var fisher = (services.Fisher ?? throw new InvalidOperationException($"setting {setting.Name} needs a temporal Fisher; none was provided."))(setting.Fisher);
+            var weighting = WeightingOf(setting, services.Weighting);
             builder.UseFisherCalibration(fisher, new FisherCalibrationOptions { Weighting = weighting, Use = setting.FisherUse ?? services.FisherUse, StepFraction = services.FisherFraction, Seed = seed });
         }
         if (setting.Method is "gptq" or "gptqf") builder.UseHessianOptimization();
@@ -225,16 +243,27 @@ internal static class SettingCatalog
         return new TqDitOptions { Seed = seed, PostGeluMultiRegion = setting.TqDitMrq };
     }
 
+    /// <summary>The Fisher weighting of a gptqf setting: the command's, with the setting's temperature and normalization if it sets them.</summary>
+    internal static FisherWeighting WeightingOf(Setting setting, FisherWeighting shared)
+    {
+        ArgumentNullException.ThrowIfNull(setting);
+        ArgumentNullException.ThrowIfNull(shared);
+        var weighting = setting.FisherTemperature is { } tau ? shared with { Temperature = tau } : shared;
+        return setting.FisherNormalization is { } normalization ? weighting with { Normalization = normalization } : weighting;
+    }
+
     /// <summary>
     /// "rtn-w4a8", "gptq-w4a8-g32", "gptqf-w4a4-sq" → method, weight and activation specs, smoothing
-    /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7).
+    /// (-sq = SmoothQuant α 0.5, -sq0.7 = α 0.7). gptqf's Fisher: -t&lt;tau&gt; temperature, -nlog / -nrank normalization
+    /// (<see cref="FisherNormalization"/>), -x0 clean-image loss, -traj the FP sampler's own trajectories as inputs
+    /// (<see cref="FisherInputs.Trajectory"/>), -is importance sampling.
     /// </summary>
     internal static Setting ParseSetting(string setting)
     {
         var parts = setting.ToLowerInvariant().Split('-');
         string[] methods = ["rtn", "gptq", "gptqf", "qdit", "ptq4dit", "viditq", "htg", "d2quant", "tqdit"];
         if (parts.Length < 2 || !methods.Contains(parts[0]) || !parts[1].StartsWith('w') || !parts[1].Contains('a'))
-            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-is][-x0][-ptq4dit][-nest<bits>] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group; -mrq: multi-region quantizer on fc2's post-GELU input), e.g. gptq-w4a8 (./run.sh --help).");
+            throw new ArgumentException($"setting '{setting}' is not of the form <method>-w<bits>a<bits>[-g<group>][-ag<group>][-sq[<alpha>]][-svd[<rank>]][-rot|-rotb<block>][-static[<groups>]][-t<tau>][-nlog|-nrank][-traj][-is][-x0][-ptq4dit][-nest<bits>] with method rtn, gptq, gptqf (GPTQ + Fisher calibration), qdit (Q-DiT group-size search, GPTQ) ptq4dit (PTQ4DiT balancing + RTN; -ptq4dit adds it to rtn or gptq) viditq (ViDiT-Q; -mp[<avg weight bits>] adds its mixed precision), htg (HTG shift + scale per timestep group, RTN; -gptq: GPTQ weights, -hg<groups>, -shiftonly / -scaleonly for ablation), d2quant (D²Quant, weight-only: w<bits>a16; -nodsq, -nodac, -dsqall) or tqdit (TQ-DiT: per-tensor searched steps, static activations per timestep group; -mrq: multi-region quantizer on fc2's post-GELU input), e.g. gptq-w4a8 (./run.sh --help).");
         int a = parts[1].IndexOf('a');
         int w = int.Parse(parts[1][1..a], CultureInfo.InvariantCulture), act = int.Parse(parts[1][(a + 1)..], CultureInfo.InvariantCulture);
         int group = 0, rangeGroups = 0, activationGroup = 0;
@@ -245,6 +274,8 @@ internal static class SettingCatalog
         bool dynamic = true;
         FisherUse? use = null;
         FisherLossSpace space = FisherLossSpace.Noise;
+        FisherNormalization? normalization = null;
+        var inputs = FisherInputs.QSample;
         bool ptq4dit = parts[0] == "ptq4dit";
         double? mixedPrecision = null;
         bool htg = parts[0] == "htg", htgGptq = false;
@@ -284,8 +315,15 @@ internal static class SettingCatalog
             else if (extra == "mrq" && parts[0] == "tqdit") tqditMrq = true;
             else if (extra == "is" && parts[0] == "gptqf") use = FisherUse.Sample;
             else if (extra == "x0" && parts[0] == "gptqf") space = FisherLossSpace.CleanImage;
+            // Before -t<tau>: "traj" starts with a t.
+            else if (extra == "traj" && parts[0] == "gptqf") inputs = FisherInputs.Trajectory;
+            else if (extra is "nlog" or "nrank" && parts[0] == "gptqf")
+            {
+                if (normalization is not null) throw new ArgumentException($"setting '{setting}': give one Fisher normalization (-nlog or -nrank).");
+                normalization = extra == "nlog" ? FisherNormalization.Log : FisherNormalization.Rank;
+            }
             else if (extra.StartsWith('t') && parts[0] == "gptqf") temperature = double.Parse(extra[1..], CultureInfo.InvariantCulture);
-            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / is (importance sampling) / x0 (clean-image loss) for gptqf, nodsq / nodac / dsqall for d2quant, mrq for tqdit, nest<parent bits> for rtn / gptq / gptqf).");
+            else throw new ArgumentException($"setting '{setting}': unknown part '{extra}' (expected g<group>, ag<group>, sq[<alpha>], svd[<rank>], rot, rotb<block>, static[<timestep groups>], t<temperature> / nlog / nrank (Fisher normalization) / traj (Fisher on the FP sampler's trajectories) / is (importance sampling) / x0 (clean-image loss) for gptqf, nodsq / nodac / dsqall for d2quant, mrq for tqdit, nest<parent bits> for rtn / gptq / gptqf).");
         }
         if (parts[0] == "tqdit")
         {
@@ -312,6 +350,6 @@ internal static class SettingCatalog
             throw new ArgumentException($"setting '{setting}': PTQ4DiT's balancing is not combined with -sq, -svd or -rot here (each rescales or rotates the same inputs).");
         if (parts[0] == "d2quant" && (activations.IsEnabled || smooth is not null || svdRank is not null || rotate))
             throw new ArgumentException($"setting '{setting}': d2quant is weight-only and transforms fc2's input by itself: use w<bits>a16 (e.g. d2quant-w3a16-g128) without -sq, -svd, -rot or -static.");
-        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant, nestedParent, tqditMrq);
+        return new Setting(setting.ToUpperInvariant(), parts[0], QuantSpec.Weight(w, group), activations, smooth, temperature, rangeGroups, use, space, svdRank, rotate, rotationBlock, ptq4dit, mixedPrecision, htg ? htgOptions : null, htgGptq, d2quant, nestedParent, tqditMrq, normalization, inputs);
     }
 }
