@@ -44,6 +44,8 @@ if (args.Contains("--help") || args.Contains("-h"))
                             --beam K (8) --search-samples N (8) --samples N (100) --steps S (50) --calib-samples N (32)
                             --nested: the narrower weight widths are sliced from the widest one's GPTQ codes (one nested code set)
                             --no-fisher --state-dir DIR (save/resume each search) --layers GLOB --out DIR
+                            --sensitivity per-layer|cross-layer (per-layer) --refine-rounds N (0: off) --refine-moves N (all)
+                            --refine-across-stages (pairs of moves may span stages)
           fisher-plot       plot α over steps from a fisher.json written by evaluate: --input FILE --output PNG
                             --fisher-temperature T --fisher-floor F --fisher-normalization power|log|rank --also-temperatures 2,4
                             --also-normalizations log,rank --loss Noise|CleanImage

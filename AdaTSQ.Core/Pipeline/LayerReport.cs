@@ -21,4 +21,12 @@ public sealed record LayerReport(string Name, long InFeatures, long OutFeatures,
     /// ranks layers by it (<c>LayerSensitivity</c> in <c>Methods/AdaTSQ/Search</c>).
     /// </summary>
     public double? OutputSquaredError { get; init; }
+
+    /// <summary>
+    /// <c>tr(H)</c> of the same calibration second moment as <see cref="OutputSquaredError"/> (per input row, so the
+    /// mean squared input norm, Fisher-weighted when the calibration was); null without second moments. The ratio
+    /// <c>OutputSquaredError / InputSecondMomentTrace</c> does not depend on the scale of the calibration's weighting
+    /// (<c>SensitivityMode.CrossLayerFisher</c> in <c>Methods/AdaTSQ/Search</c> uses it).
+    /// </summary>
+    public double? InputSecondMomentTrace { get; init; }
 }

@@ -46,6 +46,15 @@ internal static class SearchCommand
         bool fisher = !args.Contains("--no-fisher");
         string outDir = Program.Option(args, "--out") ?? "artifacts/search";
         string? stateDir = Program.Option(args, "--state-dir");
+        var sensitivityMode = Program.Option(args, "--sensitivity") switch
+        {
+            null or "per-layer" => SensitivityMode.PerLayerAlpha,
+            "cross-layer" => SensitivityMode.CrossLayerFisher,
+            var other => throw new ArgumentException($"--sensitivity {other}: use per-layer (default) or cross-layer."),
+        };
+        int refineRounds = Program.IntOption(args, "--refine-rounds", 0);
+        int? refineMoves = Program.Option(args, "--refine-moves") is null ? null : Program.IntOption(args, "--refine-moves", 0);
+        var neighbourhood = args.Contains("--refine-across-stages") ? RefinementNeighbourhood.AcrossStages : RefinementNeighbourhood.WithinStage;
 
         using var model = DiTCheckpoint.Load(modelPath, device: device);
         using var classifier = new ImageClassifier(device: device);
@@ -119,6 +128,8 @@ internal static class SearchCommand
             {
                 WeightBits = paired ? pairedBits : bits, PairActivationBits = paired, Budget = BitBudget.AverageWeightBits(budget), BeamWidth = beam,
                 StatePath = stateDir is null ? null : Path.Combine(stateDir, $"search-{file}.safetensors"),
+                Sensitivity = sensitivityMode, RefinementRounds = refineRounds, RefinementMovesPerRound = refineMoves,
+                RefinementNeighbourhood = neighbourhood, RefinementSeed = seed + 13,
             };
             // The budget is a level too, so a static (time-constant) reference of exactly that average exists.
             searchOptions = searchOptions with { CandidateLevels = searchOptions.Levels().Append(budget).Distinct().Order().ToList() };
@@ -133,13 +144,14 @@ internal static class SearchCommand
             // the order the search chose. If it does as well, the gain comes from mixing versions over time,
             // not from giving particular steps more bits.
             var shuffled = Shuffle(result.Best, seed + 11);
-            foreach (var (kind, point) in new[] { ("dynamic", result.Best), ("shuffled", shuffled), ("static", staticBest) })
+            var beamPick = ReferenceEquals(result.Best, result.BeamBest) ? null : result.BeamBest;
+            foreach (var (kind, point) in new[] { ("dynamic", result.Best), ("beam pick", beamPick), ("shuffled", shuffled), ("static", staticBest) })
             {
                 if (point is null) continue;
                 foreach (var layer in qLayers) layer.Policy = point.Policy;
                 using var x = Generate($"{kind} {file}");
                 var q = Measure(x, $"{kind} {file}");
-                rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? "searched" : "searched, steps shuffled", point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
+                rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? (beamPick is null ? "searched" : "searched, refined") : kind == "beam pick" ? "searched, before refinement" : "searched, steps shuffled", point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
                     point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, kind == "shuffled" ? double.NaN : point.FinalPsnr,
                     kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
             }
@@ -151,13 +163,14 @@ internal static class SearchCommand
         md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | search time (s) | model calls |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : r.Kind == "beam pick" ? " (before refinement)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
             model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
+            sensitivity = sensitivityMode.ToString(), refine_rounds = refineRounds, refine_moves = refineMoves, refine_neighbourhood = neighbourhood.ToString(),
             rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), r.SearchSeconds, r.ModelCalls }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         var csv = new StringBuilder();

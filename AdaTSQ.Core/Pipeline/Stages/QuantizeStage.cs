@@ -131,14 +131,15 @@ public sealed class QuantizeStage
         var w = weight.detach().to(ScalarType.Float64);
         var delta = w - q.Dequantize().to(ScalarType.Float64);
         double weightError = delta.norm().item<double>() / Math.Max(w.norm().item<double>(), double.Epsilon);
-        double? outputError = null, squaredError = null;
+        double? outputError = null, squaredError = null, trace = null;
         if (stats?.SecondMoment is { } h)
         {
             double err = (delta.mm(h) * delta).sum().item<double>();
             double reference = (w.mm(h) * w).sum().item<double>();
             outputError = reference > 0 ? Math.Sqrt(Math.Max(err, 0) / reference) : null;
             squaredError = stats.SecondMomentWeight > 0 ? Math.Max(err, 0) / stats.SecondMomentWeight : null;
+            trace = stats.SecondMomentWeight > 0 ? h.trace().item<double>() / stats.SecondMomentWeight : null;
         }
-        return new LayerReport(layer.LayerName, layer.InFeatures, layer.OutFeatures, config, weightError, outputError, q.StorageBytes) { OutputSquaredError = squaredError };
+        return new LayerReport(layer.LayerName, layer.InFeatures, layer.OutFeatures, config, weightError, outputError, q.StorageBytes) { OutputSquaredError = squaredError, InputSecondMomentTrace = trace };
     }
 }

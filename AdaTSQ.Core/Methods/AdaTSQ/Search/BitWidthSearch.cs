@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using AdaTSQ.Abstractions;
-using AdaTSQ.Interop;
 using AdaTSQ.Metrics;
 using AdaTSQ.Policies;
 using AdaTSQ.Quantization;
@@ -32,6 +31,11 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 /// paths that spend early and must starve later) and the others spread evenly along the front
 /// (<see cref="ParetoFront.Spread"/>). The complete paths form the frontier; the best is the one with the
 /// lowest final error.</para>
+/// <para>Refinement (off by default, <see cref="BitWidthSearchOptions.RefinementRounds"/>): the beam chooses only
+/// among the few layer-wise candidates per stage, so per-layer bits are set by the sensitivity's knapsack, not by the
+/// end-to-end error. A local search (<see cref="PolicyRefinement"/>) then moves single layers (or an up/down pair of
+/// layers) one width at a stage, keeping the budget, and accepts the moves that lower the same end-to-end error;
+/// the refined policy becomes <see cref="BitWidthSearchResult.Best"/>.</para>
 /// <para>The layers must already hold a weight version for every config of the search space (quantize them
 /// with a <see cref="SearchSpacePolicy"/>: each bit-width once, e.g. GPTQ with Fisher weighting, reused by
 /// every path). Their policies are restored when the search ends.</para>
@@ -88,6 +92,7 @@ public sealed class BitWidthSearch
             var sampler = _trajectories.Sampler;
             int steps = sampler.StepCount, per = Options.StepsPerStage, stages = (steps + per - 1) / per;
             var cost = SearchCost.Measure(_layers, _trajectories, policy, Options);
+            var runner = new StageRunner(_trajectories, policy, Options);
             var candidates = Enumerable.Range(0, stages)
                 .Select(g => CandidateGenerator.Generate(_sensitivity, cost.Parameters, _sensitivity.StageWeights(g * per, Math.Min(steps, (g + 1) * per) - 1), Options.Levels()))
                 .ToList();
@@ -96,7 +101,6 @@ public sealed class BitWidthSearch
             for (int g = stages - 1; g >= 0; g--) suffix[g] = suffix[g + 1] + candidates[g].Min(c => cost.StageCost(c, stageSteps[g]));
             CheckBudget(cost, candidates, suffix[0], steps);
 
-            long evaluations = 0, sampleEvaluations = 0;
             using (torch.no_grad())
             {
                 // The full-precision trajectory, computed once: every path is compared with it.
@@ -105,8 +109,8 @@ public sealed class BitWidthSearch
                 for (int s = 0; s < steps; s++)
                 {
                     fp.Add(sampler.Step(_trajectories.Model, fp[^1], _trajectories.Labels, s).DetachFromDisposeScope());
-                    evaluations++;
-                    sampleEvaluations += _trajectories.Count;
+                    runner.Evaluations++;
+                    runner.SampleEvaluations += _trajectories.Count;
                 }
             }
             string fingerprint = SearchState.Fingerprint(Options, names, candidates, _trajectories, steps);
@@ -117,8 +121,8 @@ public sealed class BitWidthSearch
             {
                 beam.AddRange(state.Paths);
                 start = state.CompletedStages;
-                evaluations += state.Evaluations;
-                sampleEvaluations += state.SampleEvaluations;
+                runner.Evaluations += state.Evaluations;
+                runner.SampleEvaluations += state.SampleEvaluations;
                 earlier = state.Elapsed;
                 _logger.LogInformation("Resuming the bit-width search from {Path}: {Done} of {Stages} stages done, {Paths} paths", Options.StatePath, start, stages, beam.Count);
             }
@@ -132,8 +136,8 @@ public sealed class BitWidthSearch
                     for (int c = 0; c < candidates[g].Count; c++)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
-                        policy.Assign(candidates[g][c].Bits.Select(Options.ConfigFor).ToList());
-                        var outputs = RunStage(beam.Select(p => p.X).ToList(), g * per, stageSteps[g], ref evaluations, ref sampleEvaluations);
+                        runner.Assign(candidates[g][c].Bits);
+                        var outputs = runner.Run(beam.Select(p => p.X).ToList(), g * per, stageSteps[g]);
                         for (int i = 0; i < beam.Count; i++)
                         {
                             var p = beam[i];
@@ -158,12 +162,28 @@ public sealed class BitWidthSearch
                 _logger.LogDebug("Stage {Stage}/{Stages}: {Candidates} candidates, {Paths} paths kept, errors {Min:E2}…{Max:E2}",
                     g + 1, stages, candidates[g].Count, beam.Count, beam.Min(p => p.Errors[^1]), beam.Max(p => p.Errors[^1]));
                 if (Options.StatePath is { } statePath)
-                    SearchState.Save(statePath, fingerprint, g + 1, beam, evaluations, sampleEvaluations, earlier + watch.Elapsed);
+                    SearchState.Save(statePath, fingerprint, g + 1, beam, runner.Evaluations, runner.SampleEvaluations, earlier + watch.Elapsed);
                 progress?.Report(new QuantizationProgress("search", g + 1, stages, $"{beam.Count} paths"));
             }
 
-            var frontier = beam.OrderBy(cost.PathCost).Select(p => Point("dynamic", p.Choices.Select((c, g) => candidates[g][c]).ToList(), p.X, fp[^1], p.Errors, cost)).ToList();
-            var best = frontier.MinBy(p => p.FinalMse)!;
+            var ordered = beam.OrderBy(cost.PathCost).ToList();
+            var frontier = ordered.Select(p => Point("dynamic", p.Choices.Select((c, g) => candidates[g][c]).ToList(), p.X, fp[^1], p.Errors, cost)).ToList();
+            var beamBest = frontier.MinBy(p => p.FinalMse)!;
+            var best = beamBest;
+            RefinementReport? refinement = null;
+            if (Options.RefinementRounds > 0)
+            {
+                var bestPath = ordered[frontier.IndexOf(beamBest)];
+                var start1 = bestPath.Choices.Select((c, g) => (IReadOnlyList<int>)candidates[g][c].Bits).ToList();
+                var refiner = new PolicyRefinement(runner, cost, Options, names, _sensitivity.Bits, stageSteps, fp, _logger);
+                var outcome = refiner.Run(start1, progress, cancellationToken);
+                refinement = outcome.Report;
+                if (outcome.Final is { } final)
+                {
+                    var choices = outcome.Bits.Select(b => { double avg = cost.AverageBits(b); return new BitCandidate(avg, b, avg); }).ToList();
+                    using (final) best = Point("dynamic refined", choices, final, fp[^1], outcome.StageErrors, cost);
+                }
+            }
             var statics = new List<FrontierPoint>();
             if (Options.EvaluateStaticReferences)
             {
@@ -176,16 +196,16 @@ public sealed class BitWidthSearch
                 foreach (var reference in references.OrderBy(r => r.AverageWeightBits))
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    policy.Assign(reference.Bits.Select(Options.ConfigFor).ToList());
-                    using var start0 = _trajectories.Noise.alias();
-                    var x = RunStage([start0], 0, steps, ref evaluations, ref sampleEvaluations)[0];
+                    runner.Assign(reference.Bits);
+                    var x = runner.Run([_trajectories.Noise], 0, steps)[0];
                     using (x) statics.Add(Point($"static {reference}", Enumerable.Repeat(reference, stages).ToList(), x, fp[^1], [], cost));
                     progress?.Report(new QuantizationProgress("search statics", statics.Count, references.Count));
                 }
             }
-            var result = new BitWidthSearchResult(Options, names, cost.Parameters, steps, frontier, best, statics, evaluations, sampleEvaluations, earlier + watch.Elapsed, start);
+            var result = new BitWidthSearchResult(Options, names, cost.Parameters, steps, frontier, best, statics, runner.Evaluations, runner.SampleEvaluations, earlier + watch.Elapsed, start,
+                beamBest, refinement);
             _logger.LogInformation("Bit-width search done in {Seconds:F1} s ({Calls} model calls): best {Bits:F3} avg weight bits, final PSNR {Psnr:F2} dB; {Points} frontier points",
-                result.WallTime.TotalSeconds, evaluations, best.AverageWeightBits, best.FinalPsnr, frontier.Count);
+                result.WallTime.TotalSeconds, runner.Evaluations, best.AverageWeightBits, best.FinalPsnr, frontier.Count);
             return result;
         }
         finally
@@ -224,36 +244,6 @@ public sealed class BitWidthSearch
         }
         if (cheapest / steps > budget.Value * (1 + 1e-12))
             throw new BudgetException($"budget {budget} cannot be met: the cheapest policy of the search space (every step at its cheapest candidate) costs {cheapest / steps:G6}. Raise the budget or add lower bit-widths.");
-    }
-
-    /// <summary>
-    /// Runs steps first…first+count−1 from every start (each [B, …]) under the assigned configs, batched up to
-    /// MaxBatch samples; returns one new tensor per start.
-    /// </summary>
-    private List<Tensor> RunStage(IReadOnlyList<Tensor> starts, int first, int count, ref long evaluations, ref long sampleEvaluations)
-    {
-        var sampler = _trajectories.Sampler;
-        int b = _trajectories.Count, perCall = Math.Max(1, Options.MaxBatch / b);
-        var outputs = new List<Tensor>();
-        using var noGrad = torch.no_grad();
-        for (int i = 0; i < starts.Count; i += perCall)
-        {
-            int n = Math.Min(perCall, starts.Count - i);
-            using var scope = torch.NewDisposeScope();
-            var x = n == 1 ? starts[i] : torch.cat(starts.Skip(i).Take(n).ToList());
-            var labels = n == 1 ? _trajectories.Labels : _trajectories.Labels.repeat(n);
-            for (int s = first; s < first + count; s++)
-            {
-                x = sampler.Step(_trajectories.Model, x, labels, s);
-                evaluations++;
-                sampleEvaluations += (long)n * b;
-            }
-            for (int j = 0; j < n; j++) outputs.Add(x[(j * b)..((j + 1) * b)].clone().DetachFromDisposeScope());
-        }
-        // Every temporary is disposed, but glibc keeps the freed blocks: without this the search's resident
-        // memory grew by about 1.3 GB per stage on the shipped DiT (flat at 0.7 GB with it, same speed).
-        NativeMemory.Trim();
-        return outputs;
     }
 
     private FrontierPoint Point(string label, IReadOnlyList<BitCandidate> choices, Tensor final, Tensor fpFinal, IReadOnlyList<double> errors, SearchCost cost)

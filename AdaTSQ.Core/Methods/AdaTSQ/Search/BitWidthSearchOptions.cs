@@ -41,8 +41,40 @@ public sealed record BitWidthSearchOptions
     /// <summary>Samples per model evaluation at most (paths × trajectories are batched up to this). Default 256.</summary>
     public int MaxBatch { get; init; } = 256;
 
-    /// <summary>How temporal Fisher values weight the layer sensitivities per step (when a Fisher estimate is given).</summary>
+    /// <summary>
+    /// How temporal Fisher values weight the layer sensitivities per step (when a Fisher estimate is given), in
+    /// <see cref="SensitivityMode.PerLayerAlpha"/>; <see cref="SensitivityMode.CrossLayerFisher"/> does not use it.
+    /// </summary>
     public FisherWeighting SensitivityWeighting { get; init; } = new();
+
+    /// <summary>
+    /// How layer scores are made from the quantization errors and the temporal Fisher (<see cref="LayerSensitivity.FromLayers"/>).
+    /// Default <see cref="SensitivityMode.PerLayerAlpha"/>, the original scores: no measurement shows yet that
+    /// <see cref="SensitivityMode.CrossLayerFisher"/> (cross-layer Fisher, counted once) finds better policies.
+    /// </summary>
+    public SensitivityMode Sensitivity { get; init; } = SensitivityMode.PerLayerAlpha;
+
+    /// <summary>
+    /// Rounds of local refinement of the beam's best policy by end-to-end error (see <see cref="PolicyRefinement"/>):
+    /// each round evaluates the moves of <see cref="RefinementNeighbourhood"/> that keep the budget and accepts the best
+    /// one that lowers the final error; it stops early at a local optimum. The refined policy becomes
+    /// <see cref="BitWidthSearchResult.Best"/> (the beam's pick stays in <see cref="BitWidthSearchResult.BeamBest"/>).
+    /// Default 0: off.
+    /// </summary>
+    public int RefinementRounds { get; init; }
+
+    /// <summary>Which moves the refinement tries. Default <see cref="Search.RefinementNeighbourhood.WithinStage"/>.</summary>
+    public RefinementNeighbourhood RefinementNeighbourhood { get; init; } = RefinementNeighbourhood.WithinStage;
+
+    /// <summary>
+    /// Moves evaluated per refinement round at most: a seeded uniform sample of the feasible ones
+    /// (<see cref="RefinementSeed"/>). Null (default): all of them — on a large model (30 layers × 50 stages is about
+    /// 46,000 within-stage moves) give a number.
+    /// </summary>
+    public int? RefinementMovesPerRound { get; init; }
+
+    /// <summary>Seed of the refinement's move sampling (used only with <see cref="RefinementMovesPerRound"/>). Default 0.</summary>
+    public long RefinementSeed { get; init; }
 
     /// <summary>
     /// A file where the search state is saved after every stage (atomically); when it exists at the start,
@@ -98,7 +130,12 @@ public sealed record BitWidthSearchOptions
         if (MaxBatch < 1) p.Add($"max batch {MaxBatch} must be at least 1.");
         if (CandidateLevels is not null && (CandidateLevels.Count == 0 || CandidateLevels.Any(l => !double.IsFinite(l))))
             p.Add("candidate levels must be a non-empty list of finite average bit-widths.");
-        p.AddRange(SensitivityWeighting.FindProblems());
+        if (SensitivityWeighting is null) p.Add("no sensitivity weighting.");
+        else p.AddRange(SensitivityWeighting.FindProblems());
+        if (!Enum.IsDefined(Sensitivity)) p.Add($"sensitivity mode {(int)Sensitivity} is not a SensitivityMode value.");
+        if (RefinementRounds < 0) p.Add($"refinement rounds {RefinementRounds} must be at least 0.");
+        if (!Enum.IsDefined(RefinementNeighbourhood)) p.Add($"refinement neighbourhood {(int)RefinementNeighbourhood} is not a RefinementNeighbourhood value.");
+        if (RefinementMovesPerRound is < 1) p.Add($"refinement moves per round {RefinementMovesPerRound} must be at least 1 (or null for all).");
         return p;
     }
 }

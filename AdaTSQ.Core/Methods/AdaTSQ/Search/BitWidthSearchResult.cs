@@ -11,8 +11,11 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 public sealed class BitWidthSearchResult
 {
     internal BitWidthSearchResult(BitWidthSearchOptions options, IReadOnlyList<string> layers, IReadOnlyList<long> parameters, int steps,
-        IReadOnlyList<FrontierPoint> frontier, FrontierPoint best, IReadOnlyList<FrontierPoint> statics, long modelEvaluations, long sampleEvaluations, TimeSpan wallTime, int resumedStages)
+        IReadOnlyList<FrontierPoint> frontier, FrontierPoint best, IReadOnlyList<FrontierPoint> statics, long modelEvaluations, long sampleEvaluations, TimeSpan wallTime, int resumedStages,
+        FrontierPoint? beamBest = null, RefinementReport? refinement = null)
     {
+        BeamBest = beamBest ?? best;
+        Refinement = refinement;
         Options = options;
         Layers = layers;
         LayerParameters = parameters;
@@ -41,8 +44,18 @@ public sealed class BitWidthSearchResult
     /// <summary>Non-dominated complete policies, by increasing cost (the budget's measure) and decreasing error.</summary>
     public IReadOnlyList<FrontierPoint> Frontier { get; }
 
-    /// <summary>The frontier policy with the lowest final error within the budget.</summary>
+    /// <summary>
+    /// The policy the search returns: the frontier policy with the lowest final error within the budget, or, when the
+    /// refinement (<see cref="BitWidthSearchOptions.RefinementRounds"/>) accepted a move, the refined policy (label
+    /// "dynamic refined"; it is not in <see cref="Frontier"/>, and its errors are those of a run on its own).
+    /// </summary>
     public FrontierPoint Best { get; }
+
+    /// <summary>The frontier policy with the lowest final error: the beam's pick, before any refinement.</summary>
+    public FrontierPoint BeamBest { get; }
+
+    /// <summary>What the refinement did; null when it did not run (<see cref="BitWidthSearchOptions.RefinementRounds"/> = 0).</summary>
+    public RefinementReport? Refinement { get; }
 
     /// <summary>Time-constant policies at each candidate level (empty when not asked for).</summary>
     public IReadOnlyList<FrontierPoint> StaticReferences { get; }
@@ -85,7 +98,16 @@ public sealed class BitWidthSearchResult
             weight_spec = Options.WeightSpec.ToString(), beam_width = Options.BeamWidth, steps_per_stage = Options.StepsPerStage, levels = Options.Levels(),
             steps = StepCount, layers = Layers, layer_parameters = LayerParameters,
             wall_time_seconds = WallTime.TotalSeconds, model_evaluations = ModelEvaluations, sample_evaluations = SampleEvaluations, resumed_stages = ResumedStages,
+            sensitivity = Options.Sensitivity.ToString(),
             frontier = Frontier.Select(p => Point(p, ReferenceEquals(p, Best))), statics = StaticReferences.Select(p => Point(p, false)),
+            refinement = Refinement is not { } r ? null : new
+            {
+                rounds = r.Rounds, moves_evaluated = r.MovesEvaluated, start_mse = r.StartMse, final_mse = r.FinalMse, converged = r.Converged,
+                model_evaluations = r.ModelEvaluations, wall_time_seconds = r.WallTime.TotalSeconds,
+                neighbourhood = Options.RefinementNeighbourhood.ToString(), moves_per_round = Options.RefinementMovesPerRound, seed = Options.RefinementSeed,
+                accepted = r.Accepted.Select(m => m.Select(c => new { stage = c.Stage, layer = c.Layer, from_bits = c.FromBits, to_bits = c.ToBits })),
+                refined = ReferenceEquals(Best, BeamBest) ? null : Point(Best, true),
+            },
         }, new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -95,8 +117,12 @@ public sealed class BitWidthSearchResult
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Bit-width search ({Options.Budget}, beam {Options.BeamWidth}, bits {string.Join("/", Options.WeightBits)}{(Options.PairActivationBits ? " paired W=A" : "")}): {WallTime.TotalSeconds:F1} s, {ModelEvaluations:N0} model calls, {SampleEvaluations:N0} sample-steps");
         sb.AppendLine("  kind     avg W bits   GBOPs/sample   weights (KB)   final MSE    PSNR (dB)");
-        foreach (var (kind, p) in Frontier.Select(p => (ReferenceEquals(p, Best) ? "best" : "dynamic", p)).Concat(StaticReferences.Select(p => ("static", p))))
+        var rows = Frontier.Select(p => (ReferenceEquals(p, Best) ? "best" : "dynamic", p));
+        if (!ReferenceEquals(Best, BeamBest)) rows = rows.Append(("refined", Best));
+        foreach (var (kind, p) in rows.Concat(StaticReferences.Select(p => ("static", p))))
             sb.AppendLine(CultureInfo.InvariantCulture, $"  {kind,-8} {p.AverageWeightBits,10:F3}   {p.AverageBitOperations / 1e9,12:F3}   {p.WeightMemoryBytes / 1024.0,12:F1}   {p.FinalMse,9:E2}   {p.FinalPsnr,9:F2}");
+        if (Refinement is { } r)
+            sb.AppendLine(CultureInfo.InvariantCulture, $"  refinement: {r.Rounds} rounds, {r.MovesEvaluated:N0} moves evaluated, {r.Accepted.Count} accepted; final MSE {r.StartMse:E3} → {r.FinalMse:E3}{(r.Converged ? " (local optimum)" : "")}; {r.WallTime.TotalSeconds:F1} s, {r.ModelEvaluations:N0} model calls");
         return sb.ToString();
     }
 }

@@ -10,11 +10,14 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 /// <summary>
 /// How much quantizing each layer to each bit-width hurts, per sampling step: the score that ranks layers
 /// when <see cref="CandidateGenerator"/> makes a stage's candidates.
-/// <c>score(step, layer, b) = w_{step,layer} · E_layer(b)</c>, where <c>E_layer(b)</c> is the layer's
-/// output error with its b-bit weight, <c>‖(W − Q_b) X‖²</c> on the calibration inputs (from the
-/// Hessian Σ x xᵀ), or <c>‖W − Q_b‖²</c> when no calibration statistics exist, and
-/// <c>w_{step,layer}</c> is the temporal Fisher weight α of the layer at the step
-/// (<see cref="FisherWeighting"/>, mean 1 over steps), or 1 without a Fisher estimate.
+/// <c>score(step, layer, b) = w_{step,layer} · E_layer(b)</c>. What <c>w</c> and <c>E</c> are depends on
+/// <see cref="BitWidthSearchOptions.Sensitivity"/> (<see cref="SensitivityMode"/>). With the default
+/// <see cref="SensitivityMode.PerLayerAlpha"/>, <c>E_layer(b)</c> is the layer's output error with its b-bit
+/// weight, <c>‖(W − Q_b) X‖²</c> on the calibration inputs (from the Hessian Σ x xᵀ), or <c>‖W − Q_b‖²</c> when no
+/// calibration statistics exist, and <c>w_{step,layer}</c> is the temporal Fisher weight α of the layer at the step
+/// (<see cref="FisherWeighting"/>, mean 1 over steps), or 1 without a Fisher estimate. With
+/// <see cref="SensitivityMode.CrossLayerFisher"/>, <c>w</c> is the raw Fisher per weight normalized once over all
+/// steps and layers and <c>E</c> a weight-space error that carries no Fisher magnitude.
 /// </summary>
 public sealed class LayerSensitivity
 {
@@ -71,15 +74,20 @@ public sealed class LayerSensitivity
 
     /// <summary>
     /// Scores of quantized <paramref name="layers"/> that hold a weight version for every config of
-    /// <paramref name="options"/>: E from the calibration Hessians of <paramref name="reports"/> when they
-    /// carry <see cref="LayerReport.OutputSquaredError"/>, else from the weights; step weights from
-    /// <paramref name="fisher"/> when given.
+    /// <paramref name="options"/>, in the mode <see cref="BitWidthSearchOptions.Sensitivity"/>: E from the calibration
+    /// Hessians of <paramref name="reports"/> when they carry <see cref="LayerReport.OutputSquaredError"/> (and, for
+    /// <see cref="SensitivityMode.CrossLayerFisher"/>, <see cref="LayerReport.InputSecondMomentTrace"/>), else from
+    /// the weights; step weights from <paramref name="fisher"/> when given.
     /// </summary>
+    /// <exception cref="CalibrationException">The Fisher estimate lacks a searched layer.</exception>
     public static LayerSensitivity FromLayers(IReadOnlyList<QuantLinear> layers, BitWidthSearchOptions options,
         IReadOnlyList<LayerReport>? reports = null, TemporalFisher? fisher = null)
     {
         ArgumentNullException.ThrowIfNull(layers);
         ArgumentNullException.ThrowIfNull(options);
+        if (!Enum.IsDefined(options.Sensitivity))
+            throw new ArgumentException($"sensitivity mode {(int)options.Sensitivity} is not a SensitivityMode value.", nameof(options));
+        bool crossLayer = options.Sensitivity == SensitivityMode.CrossLayerFisher;
         var bits = options.WeightBits.Distinct().Order().ToList();
         var error = new double[layers.Count][];
         for (int l = 0; l < layers.Count; l++)
@@ -91,7 +99,13 @@ public sealed class LayerSensitivity
                 var config = options.ConfigFor(bits[i]);
                 if (!config.Weight.IsEnabled) continue;
                 var report = reports?.FirstOrDefault(r => r.Name == layer.LayerName && r.Config.Weight == config.Weight);
-                if (report?.OutputSquaredError is { } e) { error[l][i] = e; continue; }
+                if (!crossLayer && report?.OutputSquaredError is { } e) { error[l][i] = e; continue; }
+                // d_in · E / tr(H̄): the scale of the Hessian's weighting (e.g. the Fisher α of a calibration) cancels.
+                if (crossLayer && report is { OutputSquaredError: { } oe, InputSecondMomentTrace: { } trace } && trace > 0)
+                {
+                    error[l][i] = layer.InFeatures * oe / trace;
+                    continue;
+                }
                 using var scope = torch.NewDisposeScope();
                 using var noGrad = torch.no_grad();
                 var w = layer.SmoothedWeight().to(ScalarType.Float64);
@@ -102,12 +116,46 @@ public sealed class LayerSensitivity
         double[][]? stepWeights = null;
         if (fisher is not null)
         {
-            var alpha = fisher.Weights(options.SensitivityWeighting);
-            var missing = layers.Where(l => !alpha.ContainsKey(l.LayerName)).Select(l => l.LayerName).ToList();
+            var missing = layers.Where(l => !fisher.Layers.Contains(l.LayerName)).Select(l => l.LayerName).ToList();
             if (missing.Count > 0)
                 throw new CalibrationException($"the temporal Fisher has no values for {missing.Count} searched layer(s): {string.Join(", ", missing.Take(5))}.");
-            stepWeights = Enumerable.Range(0, fisher.Steps.Count).Select(s => layers.Select(l => alpha[l.LayerName][s]).ToArray()).ToArray();
+            if (crossLayer)
+            {
+                var raw = layers.Select(l => fisher.LayerValues(l.LayerName)).ToArray();
+                stepWeights = CrossLayerWeights(raw, layers.Select(l => l.InFeatures * l.OutFeatures).ToArray());
+            }
+            else
+            {
+                var alpha = fisher.Weights(options.SensitivityWeighting);
+                stepWeights = Enumerable.Range(0, fisher.Steps.Count).Select(s => layers.Select(l => alpha[l.LayerName][s]).ToArray()).ToArray();
+            }
         }
         return new LayerSensitivity(layers.Select(l => l.LayerName).ToList(), bits, error, stepWeights);
+    }
+
+    /// <summary>
+    /// The step weights of <see cref="SensitivityMode.CrossLayerFisher"/>: <c>φ[t][l] = (F_{t,l} / n_l) / mean(F / n)</c>,
+    /// the Fisher per weight normalized once over every step and layer (1 everywhere when every value is 0).
+    /// </summary>
+    /// <param name="fisher"><c>fisher[l][t]</c> = F of layer l at step t (finite, non-negative).</param>
+    /// <param name="parameters">Weights of each layer (positive).</param>
+    /// <exception cref="ArgumentException">Ragged or invalid values.</exception>
+    public static double[][] CrossLayerWeights(IReadOnlyList<IReadOnlyList<double>> fisher, IReadOnlyList<long> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(fisher);
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (fisher.Count != parameters.Count)
+            throw new ArgumentException($"{fisher.Count} Fisher rows for {parameters.Count} layers.", nameof(fisher));
+        if (fisher.Count == 0) return [];
+        int steps = fisher[0].Count;
+        if (fisher.Any(f => f.Count != steps)) throw new ArgumentException("every layer needs a Fisher value at every step.", nameof(fisher));
+        if (parameters.Any(n => n <= 0)) throw new ArgumentException("every layer needs a positive number of weights.", nameof(parameters));
+        if (fisher.SelectMany(f => f).Any(v => !(v >= 0) || double.IsInfinity(v)))
+            throw new ArgumentException("Fisher values must be finite and non-negative.", nameof(fisher));
+        var perWeight = fisher.Select((f, l) => f.Select(v => v / parameters[l]).ToArray()).ToArray();
+        double mean = perWeight.SelectMany(f => f).Average();
+        return Enumerable.Range(0, steps)
+            .Select(t => perWeight.Select(f => mean > 0 ? f[t] / mean : 1.0).ToArray())
+            .ToArray();
     }
 }

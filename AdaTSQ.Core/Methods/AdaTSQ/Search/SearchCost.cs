@@ -11,6 +11,7 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 internal sealed class SearchCost
 {
     private readonly BitWidthSearchOptions _options;
+    private readonly double _totalParameters;
     private readonly double[] _macs;                      // per model evaluation per sample
     private readonly Dictionary<long, long> _bytes = new(); // Key(layer, bits) → bytes of that weight version
     private readonly Dictionary<long, (long Key, long Bytes)> _parent = new(); // a nested version → its parent's key and bytes
@@ -19,6 +20,7 @@ internal sealed class SearchCost
     {
         _options = options;
         Parameters = parameters;
+        _totalParameters = parameters.Sum(n => (double)n);
         _macs = macs;
     }
 
@@ -71,6 +73,36 @@ internal sealed class SearchCost
         }
         return sum;
     }
+
+    /// <summary>Parameter-weighted average of per-layer weight bits.</summary>
+    public double AverageBits(IReadOnlyList<int> bits)
+    {
+        double sum = 0, total = 0;
+        for (int l = 0; l < bits.Count; l++) { sum += Parameters[l] * (double)bits[l]; total += Parameters[l]; }
+        return sum / total;
+    }
+
+    /// <summary>
+    /// The additive cost (the budget's measure summed over steps) of layer <paramref name="layer"/> at <paramref name="bits"/>
+    /// for <paramref name="steps"/> steps; a stage's <see cref="StageCost"/> is the sum over its layers (0 for memory budgets).
+    /// </summary>
+    public double CellCost(int layer, int bits, int steps) => Kind switch
+    {
+        BudgetKind.AverageWeightBits => Parameters[layer] * (double)bits / _totalParameters * steps,
+        BudgetKind.AverageBitOperations => _macs[layer] * _options.ConfigFor(bits).WeightBits * _options.ConfigFor(bits).ActivationBits * steps,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Bytes in memory of a set of (layer, bits) weight versions: each once, plus the parent of every nested version once
+    /// (if the set does not hold it already).
+    /// </summary>
+    public long StoredBytes(IEnumerable<(int Layer, int Bits)> versions) => StoredBytes(versions.Select(v => Key(v.Layer, v.Bits)));
+
+    /// <summary>Whether a complete policy of additive cost <paramref name="additive"/> (summed over <paramref name="steps"/> steps) or of <paramref name="bytes"/> weight bytes meets the budget.</summary>
+    public bool Meets(double additive, long bytes, int steps) => Kind == BudgetKind.WeightMemory
+        ? bytes <= _options.Budget.Value
+        : additive / steps <= _options.Budget.Value * (1 + 1e-12);
 
     public long Bytes(BitCandidate c) => StoredBytes(c.Bits.Select((b, l) => Key(l, b)));
 

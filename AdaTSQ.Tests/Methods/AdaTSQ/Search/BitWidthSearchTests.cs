@@ -230,6 +230,49 @@ public class BitWidthSearchTests
     }
 
     [Test]
+    public void TheFullPipelineRunsTheCrossLayerSensitivityAndTheRefinement()
+    {
+        using var model = new ToySearchModel(seed: 12);
+        using var trajectories = model.Trajectories(Gains);
+        var stepper = (ToySearchModel.GainSampler)trajectories.Sampler;
+        TrajectorySampler run = (m, noise, labels, o, ct) =>
+        {
+            var x = noise.clone();
+            for (int k = 0; k < stepper.StepCount; k++) { var next = stepper.Step(m, x, labels, k); x.Dispose(); x = next; }
+            return x;
+        };
+        var source = new TrajectoryCalibrationSource((x, t, y) => model.call(x, t, y), run, [1, 4, 4], 1, CPU, new TrajectoryCalibrationOptions { Samples = 16, BatchSize = 8, Seed = 3 });
+        // fc2's Fisher is 10× fc1's at every step; both peak at the sensitive step 2.
+        var fisherValues = new double[Gains.Length, 2];
+        for (int k = 0; k < Gains.Length; k++) { fisherValues[k, 0] = Gains[k] * Gains[k]; fisherValues[k, 1] = 10 * Gains[k] * Gains[k]; }
+        var fisher = new TemporalFisher(Enumerable.Range(0, Gains.Length).Select(stepper.StepInfo).ToList(), ["fc1", "fc2"], fisherValues, samplesPerStep: 1);
+        var options = new BitWidthSearchOptions
+        {
+            WeightBits = [3, 8], Budget = BitBudget.AverageWeightBits(4.2), BeamWidth = 6,
+            Sensitivity = SensitivityMode.CrossLayerFisher, RefinementRounds = 4,
+        };
+
+        var result = new QuantizationBuilder().ForModel(model)
+            .CalibrationData(source)
+            .UseFisherCalibration(fisher)
+            .UseHessianOptimization()
+            .SearchBitWidths(trajectories, options)
+            .Build().Apply();
+
+        Assert.That(result.Layers.All(r => r.InputSecondMomentTrace is > 0 && r.OutputSquaredError is >= 0), "GPTQ reports carry the Hessian's trace");
+        var search = result.Search!;
+        Assert.That(search.Options.Sensitivity, Is.EqualTo(SensitivityMode.CrossLayerFisher));
+        Assert.That(search.Refinement, Is.Not.Null);
+        Assert.That(search.Refinement!.Rounds, Is.InRange(1, 4));
+        Assert.That(result.Policy, Is.SameAs(search.Best.Policy));
+        Assert.That(search.Best.FinalMse, Is.LessThanOrEqualTo(search.BeamBest.FinalMse * (1 + 1e-6)));
+        Assert.That(search.Best.AverageWeightBits, Is.LessThanOrEqualTo(4.2 + 1e-9));
+        Assert.That(search.ToJson(), Does.Contain("\"refinement\"").And.Contain("CrossLayerFisher"));
+        Assert.That(search.FormatSummary(), Does.Contain("refinement:"));
+        result.Restore();
+    }
+
+    [Test]
     public void ASearchFreesEveryTensorItMakes()
     {
         using var model = new ToySearchModel(seed: 10);

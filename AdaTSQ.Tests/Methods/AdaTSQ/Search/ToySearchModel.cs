@@ -17,12 +17,16 @@ internal sealed class ToySearchModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     private readonly nn.Module<Tensor, Tensor> fc1;
     private readonly nn.Module<Tensor, Tensor> fc2;
+    private readonly nn.Module<Tensor, Tensor>? mid;
 
-    public ToySearchModel(long seed) : base(nameof(ToySearchModel))
+    /// <param name="seed">Seeds the weights.</param>
+    /// <param name="middle">Adds a third layer <c>mid</c> (64 → 64, 4× the weights of the others) between fc1 and fc2.</param>
+    public ToySearchModel(long seed, bool middle = false) : base(nameof(ToySearchModel))
     {
         torch.manual_seed(seed);
         fc1 = nn.Linear(16, 64);
         fc2 = nn.Linear(64, 16);
+        if (middle) mid = nn.Linear(64, 64);
         RegisterComponents();
     }
 
@@ -33,7 +37,9 @@ internal sealed class ToySearchModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
         Calls++;
         using var scope = torch.NewDisposeScope();
         var flat = x.reshape(x.shape[0], 16);
-        return fc2.call(torch.tanh(fc1.call(flat))).reshape(x.shape).MoveToOuterDisposeScope();
+        var h = torch.tanh(fc1.call(flat));
+        if (mid is not null) h = torch.tanh(mid.call(h));
+        return fc2.call(h).reshape(x.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>Wraps the layers and quantizes each at every bit-width of <paramref name="options"/> (RTN).</summary>
