@@ -27,6 +27,10 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 /// <para>With <see cref="BitWidthSearchOptions.RefinementMovesPerRound"/> a round evaluates a uniform sample of
 /// that many feasible moves (reservoir sampling with a generator seeded by
 /// <see cref="BitWidthSearchOptions.RefinementSeed"/>); otherwise every feasible move.</para>
+/// <para>It is a local search: when it converges, no feasible move of the neighbourhood improves the policy, which is
+/// the global optimum only if a chain of strictly improving moves leads there (not when every path to it passes a
+/// worse policy, e.g. when several cells must change together). With <see cref="RefinementNeighbourhood.WithinStage"/>
+/// at a budget the start already spends, no single move up fits and bits move between stages only by moves down.</para>
 /// </remarks>
 internal sealed class PolicyRefinement
 {
