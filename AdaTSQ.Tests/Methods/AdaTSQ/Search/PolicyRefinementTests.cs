@@ -2,7 +2,9 @@ using AdaTSQ.Abstractions;
 using AdaTSQ.Metrics;
 using AdaTSQ.Policies;
 using AdaTSQ.Quantization;
+using AdaTSQ.Methods.AdaTSQ.Nested;
 using AdaTSQ.Methods.AdaTSQ.Search;
+using AdaTSQ.Methods.Rtn;
 using static TorchSharp.torch;
 
 namespace AdaTSQ.Tests.Methods.AdaTSQ.Search;
@@ -154,6 +156,50 @@ public class PolicyRefinementTests
         Assert.That(limited.Best.FinalMse, Is.LessThanOrEqualTo(limited.BeamBest.FinalMse * (1 + 1e-6)));
         TestContext.Out.WriteLine($"memory: {memory.Refinement!.Accepted.Count} accepted, {memory.BeamBest.FinalMse:E4} → {memory.Best.FinalMse:E4}; " +
             $"BOPs: {limited.Refinement!.Accepted.Count} accepted, {limited.BeamBest.FinalMse:E4} → {limited.Best.FinalMse:E4}");
+    }
+
+    /// <summary>
+    /// With nested weights (W3 read from W8's codes, W4 independent) a layer that runs W3 anywhere still needs its W8
+    /// codes in memory: the beam and the refinement must count the parent once per layer, also when a move leaves a layer
+    /// at W3 only (counting W3's scales alone would make W3 look nearly free). Recounted here from the layers,
+    /// independently of the search's cost model, at budgets between "every layer W4" and "every layer W8".
+    /// </summary>
+    [TestCase(0.25)]
+    [TestCase(0.5)]
+    [TestCase(0.75)]
+    public void WithNestedVersionsTheMemoryBudgetCountsEachParentOnce(double share)
+    {
+        using var model = new ToySearchModel(seed: 25, middle: true);
+        var options = Options(8) with { WeightBits = [3, 4, 8] };
+        var layers = model.Quantize(options);
+        var (w3, w4, w8) = (options.ConfigFor(3).Weight, options.ConfigFor(4).Weight, options.ConfigFor(8).Weight);
+        var nested = new NestedQuantizer(new RtnQuantizer(), parentBits: 8);
+        foreach (var layer in layers)
+        {
+            using (var w = layer.SmoothedWeight())
+                layer.SetWeightVersion(nested.Quantize(layer.LayerName, w, w3, null));
+            Assert.That(layer.NestWeightVersions(), Is.EqualTo(1), layer.LayerName);
+            Assert.That(layer.NestedParentOf(w3), Is.EqualTo(w8));
+            Assert.That(layer.NestedParentOf(w4), Is.Null);
+        }
+        using var trajectories = model.Trajectories(Gains);
+
+        long all4 = layers.Sum(l => l.WeightVersionBytes(w4)), all8 = layers.Sum(l => l.WeightVersionBytes(w8));
+        long budget = all4 + (long)(share * (all8 - all4));
+        var sensitivity = new LayerSensitivity(layers.Select(l => l.LayerName).ToList(), [3, 4, 8], layers.Select(_ => new[] { 1.0, 0.5, 0.01 }).ToArray());
+        var result = new BitWidthSearch(layers, trajectories, options with { Budget = BitBudget.WeightMemory(budget) }, sensitivity).Run();
+
+        long Recount(FrontierPoint point) => layers.Sum(l =>
+        {
+            var used = point.Policy.ConfigsFor(l.LayerName).Select(c => c.Weight).Where(s => s.IsEnabled).ToHashSet();
+            var parentsNeeded = used.Select(l.NestedParentOf).OfType<QuantSpec>().Where(p => !used.Contains(p)).Distinct();
+            return used.Sum(l.WeightVersionBytes) + parentsNeeded.Sum(l.WeightVersionBytes);
+        });
+        Assert.That(Recount(result.BeamBest), Is.EqualTo(result.BeamBest.WeightMemoryBytes));
+        Assert.That(Recount(result.Best), Is.LessThanOrEqualTo(budget), "the refined policy's memory, counted from the layers");
+        Assert.That(result.Best.FinalMse, Is.LessThanOrEqualTo(result.BeamBest.FinalMse * (1 + 1e-6)));
+        TestContext.Out.WriteLine($"budget {budget} B (all W4 {all4} B, all W8 {all8} B): beam {result.BeamBest.WeightMemoryBytes} B, " +
+            $"refined {Recount(result.Best)} B after {result.Refinement!.Accepted.Count} moves, {result.BeamBest.FinalMse:E4} → {result.Best.FinalMse:E4}");
     }
 
     [Test]
