@@ -29,14 +29,14 @@ namespace AdaTSQ.Samples.Evaluation;
 internal static class SearchCommand
 {
     private sealed record Row(string Budget, string Kind, string Policy, double AverageWeightBits, double GBops, double WeightMB,
-        double Psnr, double Ssim, double Fid, double Accuracy, double SearchPsnr, double SearchSeconds, long ModelCalls);
+        double Psnr, double Ssim, double Fid, double Accuracy, double SearchPsnr, double HeldOutPsnr, double SearchSeconds, long ModelCalls);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
     {
         var log = loggers.CreateLogger("search");
         string modelPath = Program.Option(args, "--model") ?? EvaluateCommand.DefaultModel;
         int samples = Program.IntOption(args, "--samples", 100), steps = Program.IntOption(args, "--steps", 50), beam = Program.IntOption(args, "--beam", 8);
-        int searchSamples = Program.IntOption(args, "--search-samples", 8), calibSamples = Program.IntOption(args, "--calib-samples", 32), fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
+        int searchSamples = Program.IntOption(args, "--search-samples", 8), heldOutSamples = Program.IntOption(args, "--holdout", 16), calibSamples = Program.IntOption(args, "--calib-samples", 32), fisherSamples = Program.IntOption(args, "--fisher-samples", 16);
         double cfg = Program.DoubleOption(args, "--cfg", 2.0);
         string layers = Program.Option(args, "--layers") ?? "blocks.*";
         var budgets = List(args, "--budgets", "3.5,4,4.5,5,6");
@@ -73,7 +73,8 @@ internal static class SearchCommand
         using var noiseGenerator = new Generator((ulong)seed, device);
         using var noise = torch.randn([samples, model.Config.InChannels, model.Config.InputSize, model.Config.InputSize], generator: noiseGenerator, device: device);
         Console.WriteLine($"Bit-width search on {modelPath}: DDIM {steps} steps, CFG {cfg}, layers {layers}; bits {string.Join("/", bits)} (A8) for budgets {string.Join(", ", budgets)}, " +
-            $"W=A bits {string.Join("/", pairedBits)} for budgets {string.Join(", ", pairedBudgets)}; beam {beam}, {searchSamples} search trajectories; evaluation on {samples} samples, seed {seed}");
+            $"W=A bits {string.Join("/", pairedBits)} for budgets {string.Join(", ", pairedBudgets)}; beam {beam}, {searchSamples} search trajectories, " +
+            (heldOutSamples > 0 ? $"selection on {heldOutSamples} held-out trajectories" : "selection on the search trajectories") + $"; evaluation on {samples} samples, seed {seed}");
 
         Tensor Generate(string name) =>
             sampler.SampleDdim((x, t, y) => model.call(x, t, y), noise, labels, options with { Progress = new ConsoleProgressBar(name) }, ct);
@@ -115,9 +116,11 @@ internal static class SearchCommand
         var qLayers = ModelSurgery.FindQuantLinears(model).Where(l => selector.Matches(l.LayerName)).ToList();
 
         // 2. One search per budget, on trajectories with their own seed (never the evaluation noise).
-        var rows = new List<Row> { new("–", "FP32", "full precision", 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, 0, 0) };
+        var rows = new List<Row> { new("–", "FP32", "full precision", 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, double.PositiveInfinity, 0, 0) };
         var searches = new List<(string Name, BitWidthSearchResult Result)>();
         using var trajectories = SearchTrajectories.ForDiT(model, sampler.DdimSteps(options), searchSamples, seed + 7000);
+        // Held-out trajectories (own seed): the final policy and the static reference are chosen on them (issue 16, item 5).
+        using var heldOut = heldOutSamples > 0 ? SearchTrajectories.ForDiT(model, sampler.DdimSteps(options), heldOutSamples, seed + 9000) : null;
         var runs = budgets.Select(b => (b, paired: false)).Concat(pairedBudgets.Select(b => (b, paired: true))).ToList();
         Directory.CreateDirectory(outDir);
         foreach (var (budget, paired) in runs)
@@ -134,12 +137,13 @@ internal static class SearchCommand
             // The budget is a level too, so a static (time-constant) reference of exactly that average exists.
             searchOptions = searchOptions with { CandidateLevels = searchOptions.Levels().Append(budget).Distinct().Order().ToList() };
             var sensitivity = LayerSensitivity.FromLayers(qLayers, searchOptions, quantized.Layers, temporalFisher);
-            var result = new BitWidthSearch(qLayers, trajectories, searchOptions, sensitivity, log).Run(new ConsoleProgressBar($"search {file}"), ct);
+            var result = new BitWidthSearch(qLayers, trajectories, searchOptions, sensitivity, log, heldOut).Run(new ConsoleProgressBar($"search {file}"), ct);
             searches.Add((name, result));
             File.WriteAllText(Path.Combine(outDir, $"search-{file}.json"), result.ToJson());
             Console.Write(result.FormatSummary());
 
-            var staticBest = result.StaticReferences.Where(s => s.AverageWeightBits <= budget + 1e-9).MaxBy(s => s.FinalPsnr);
+            // The best static policy within the budget, chosen on the same set as the dynamic one (held-out when given).
+            var staticBest = result.StaticReferences.Where(s => s.AverageWeightBits <= budget + 1e-9).MinBy(s => s.SelectionMse);
             // Control: the searched policy's steps in a seeded random order — the same configs and cost, but not
             // the order the search chose. If it does as well, the gain comes from mixing versions over time,
             // not from giving particular steps more bits.
@@ -152,7 +156,7 @@ internal static class SearchCommand
                 using var x = Generate($"{kind} {file}");
                 var q = Measure(x, $"{kind} {file}");
                 rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? (beamPick is null ? "searched" : "searched, refined") : kind == "beam pick" ? "searched, before refinement" : "searched, steps shuffled", point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
-                    point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, kind == "shuffled" ? double.NaN : point.FinalPsnr,
+                    point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, kind == "shuffled" ? double.NaN : point.FinalPsnr, kind == "shuffled" ? double.NaN : point.HeldOutPsnr ?? double.NaN,
                     kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
             }
         }
@@ -160,18 +164,21 @@ internal static class SearchCommand
 
         // 3. Reports.
         var md = new StringBuilder();
-        md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | search time (s) | model calls |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"Calibration and quantization of every bit-width: {quantizeSeconds:F0} s. Search: {searchSamples} trajectories; selection on ") +
+            (heldOutSamples > 0 ? $"{heldOutSamples} held-out trajectories." : "the search trajectories.") + $" Evaluation: {samples} samples.");
+        md.AppendLine();
+        md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | PSNR on held-out set (dB) | search time (s) | model calls |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : r.Kind == "beam pick" ? " (before refinement)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : r.Kind == "beam pick" ? " (before refinement)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {Db(r.HeldOutPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
-            model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
+            model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, held_out_samples = heldOutSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
             sensitivity = sensitivityMode.ToString(), refine_rounds = refineRounds, refine_moves = refineMoves, refine_neighbourhood = neighbourhood.ToString(),
-            rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), r.SearchSeconds, r.ModelCalls }),
+            rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), held_out_psnr = Finite(r.HeldOutPsnr), r.SearchSeconds, r.ModelCalls }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         var csv = new StringBuilder();
         foreach (var (name, result) in searches)

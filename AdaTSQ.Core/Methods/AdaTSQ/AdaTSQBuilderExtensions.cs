@@ -42,11 +42,15 @@ public static class AdaTSQBuilderExtensions
     public static QuantizationBuilder SearchBitWidths(this QuantizationBuilder builder, IReadOnlyList<int> bits, BitBudget budget, int beamWidth, SearchTrajectories trajectories) =>
         builder.SearchBitWidths(trajectories, new BitWidthSearchOptions { WeightBits = bits ?? throw new ArgumentNullException(nameof(bits)), Budget = budget, BeamWidth = beamWidth });
 
-    /// <summary>The bit-width search with every option (see <see cref="SearchBitWidths(QuantizationBuilder, IReadOnlyList{int}, BitBudget, int, SearchTrajectories)"/>). Chainable.</summary>
-    public static QuantizationBuilder SearchBitWidths(this QuantizationBuilder builder, SearchTrajectories trajectories, BitWidthSearchOptions options)
+    /// <summary>
+    /// The bit-width search with every option (see <see cref="SearchBitWidths(QuantizationBuilder, IReadOnlyList{int}, BitBudget, int, SearchTrajectories)"/>);
+    /// with <paramref name="heldOut"/> trajectories (other noise, same sampler) the final policy is selected by its error on
+    /// them, not on the search trajectories. Chainable.
+    /// </summary>
+    public static QuantizationBuilder SearchBitWidths(this QuantizationBuilder builder, SearchTrajectories trajectories, BitWidthSearchOptions options, SearchTrajectories? heldOut = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         return builder.SearchPolicy(new BitWidthPolicySearch(trajectories ?? throw new ArgumentNullException(nameof(trajectories)),
-            options ?? throw new ArgumentNullException(nameof(options))));
+            options ?? throw new ArgumentNullException(nameof(options)), heldOut));
     }
 }

@@ -15,14 +15,21 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 public sealed class BitWidthPolicySearch : IPolicySearch
 {
     /// <summary>Creates the search.</summary>
-    public BitWidthPolicySearch(SearchTrajectories trajectories, BitWidthSearchOptions options)
+    /// <param name="trajectories">What the search scores policies on.</param>
+    /// <param name="options">The search's options.</param>
+    /// <param name="heldOut">Optional held-out trajectories the final policy is selected on (see <see cref="BitWidthSearch"/>).</param>
+    public BitWidthPolicySearch(SearchTrajectories trajectories, BitWidthSearchOptions options, SearchTrajectories? heldOut = null)
     {
         Trajectories = trajectories ?? throw new ArgumentNullException(nameof(trajectories));
         Options = options ?? throw new ArgumentNullException(nameof(options));
+        HeldOut = heldOut;
     }
 
     /// <summary>What the search scores policies on.</summary>
     public SearchTrajectories Trajectories { get; }
+
+    /// <summary>The held-out trajectories the final policy is selected on; null: selected on <see cref="Trajectories"/>.</summary>
+    public SearchTrajectories? HeldOut { get; }
 
     /// <summary>The options as given (before the builder's templates are merged in).</summary>
     public BitWidthSearchOptions Options { get; }
@@ -51,7 +58,7 @@ public sealed class BitWidthPolicySearch : IPolicySearch
         ArgumentNullException.ThrowIfNull(context);
         var options = Merged(context.WeightTemplate, context.ActivationTemplate);
         var sensitivity = LayerSensitivity.FromLayers(context.Layers, options, context.Reports, (context.Calibrator as FisherCalibrator)?.Fisher);
-        var result = new BitWidthSearch(context.Layers, Trajectories, options, sensitivity, context.Logger).Run(progress, cancellationToken);
+        var result = new BitWidthSearch(context.Layers, Trajectories, options, sensitivity, context.Logger, HeldOut).Run(progress, cancellationToken);
         return new PolicySearchOutcome(result.Best.Policy, result);
     }
 }

@@ -36,6 +36,11 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 /// end-to-end error. A local search (<see cref="PolicyRefinement"/>) then moves single layers (or an up/down pair of
 /// layers) one width at a stage, keeping the budget, and accepts the moves that lower the same end-to-end error;
 /// the refined policy becomes <see cref="BitWidthSearchResult.Best"/>.</para>
+/// <para>Held-out selection (optional <c>heldOut</c> trajectories): the beam and the refinement fit the search
+/// trajectories, which can overfit them (few trajectories, many configurations). With held-out trajectories (other noise,
+/// same model and sampler) every complete frontier policy, the refined policy and the static references are also run on
+/// them, and the search returns the policy with the lowest held-out final error: the frontier's best by held-out error,
+/// replaced by the refined policy only if that is at least as good on the held-out set too.</para>
 /// <para>The layers must already hold a weight version for every config of the search space (quantize them
 /// with a <see cref="SearchSpacePolicy"/>: each bit-width once, e.g. GPTQ with Fisher weighting, reused by
 /// every path). Their policies are restored when the search ends.</para>
@@ -44,12 +49,23 @@ public sealed class BitWidthSearch
 {
     private readonly IReadOnlyList<QuantLinear> _layers;
     private readonly SearchTrajectories _trajectories;
+    private readonly SearchTrajectories? _heldOut;
     private readonly LayerSensitivity _sensitivity;
     private readonly ILogger _logger;
 
     /// <summary>Creates the search.</summary>
-    /// <exception cref="QuantizationConfigurationException">Invalid options, or a layer lacks a weight version of the search space.</exception>
-    public BitWidthSearch(IReadOnlyList<QuantLinear> layers, SearchTrajectories trajectories, BitWidthSearchOptions options, LayerSensitivity? sensitivity = null, ILogger? logger = null)
+    /// <param name="layers">The searched layers, each holding a weight version for every config of the search space.</param>
+    /// <param name="trajectories">The search trajectories: every path is scored on them.</param>
+    /// <param name="options">The search's options.</param>
+    /// <param name="sensitivity">The layer sensitivity that ranks the layers' candidates (default: from the layers' reports).</param>
+    /// <param name="logger">Logger (default: none).</param>
+    /// <param name="heldOut">
+    /// Optional held-out trajectories (other noise, the same model and sampler): the final policy is selected by its error on
+    /// them (<see cref="FrontierPoint.HeldOutMse"/>), not on the search trajectories.
+    /// </param>
+    /// <exception cref="QuantizationConfigurationException">Invalid options, or a layer lacks a weight version of the search space, or the held-out sampler has another number of steps.</exception>
+    public BitWidthSearch(IReadOnlyList<QuantLinear> layers, SearchTrajectories trajectories, BitWidthSearchOptions options, LayerSensitivity? sensitivity = null, ILogger? logger = null,
+        SearchTrajectories? heldOut = null)
     {
         ArgumentNullException.ThrowIfNull(layers);
         _trajectories = trajectories ?? throw new ArgumentNullException(nameof(trajectories));
@@ -61,8 +77,11 @@ public sealed class BitWidthSearch
                 foreach (int b in options.WeightBits.Distinct())
                     if (options.ConfigFor(b).Weight is { IsEnabled: true } spec && !layer.HasWeightVersion(spec))
                         problems.Add($"layer '{layer.LayerName}' holds no weight version for {spec} (W{b}): quantize it with a SearchSpacePolicy first.");
+        if (heldOut is not null && heldOut.Sampler.StepCount != trajectories.Sampler.StepCount)
+            problems.Add($"the held-out trajectories' sampler has {heldOut.Sampler.StepCount} steps, the search trajectories' {trajectories.Sampler.StepCount}: use the same sampler.");
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
         _layers = layers;
+        _heldOut = heldOut;
         _sensitivity = sensitivity ?? LayerSensitivity.FromLayers(layers, options);
         if (!_sensitivity.Layers.SequenceEqual(layers.Select(l => l.LayerName)) || !_sensitivity.Bits.SequenceEqual(options.WeightBits.Distinct().Order()))
             throw new QuantizationConfigurationException(["the layer sensitivity was made for other layers or bit-widths than the search's."]);
@@ -168,8 +187,16 @@ public sealed class BitWidthSearch
 
             var ordered = beam.OrderBy(cost.PathCost).ToList();
             var frontier = ordered.Select(p => Point("dynamic", p.Choices.Select((c, g) => candidates[g][c]).ToList(), p.X, fp[^1], p.Errors, cost)).ToList();
-            var beamBest = frontier.MinBy(p => p.FinalMse)!;
+            using var heldOut = _heldOut is null ? null : HeldOutRunner.Start(_heldOut, policy, Options, names.Count, stageSteps, cancellationToken);
+            if (heldOut is not null)
+            {
+                for (int i = 0; i < frontier.Count; i++)
+                    frontier[i] = heldOut.Score(frontier[i], ordered[i].Choices.Select((c, g) => (IReadOnlyList<int>)candidates[g][c].Bits).ToList(), cancellationToken);
+                progress?.Report(new QuantizationProgress("search held-out", frontier.Count, frontier.Count));
+            }
+            var beamBest = frontier.MinBy(p => p.SelectionMse)!;
             var best = beamBest;
+            FrontierPoint? refined = null;
             RefinementReport? refinement = null;
             if (Options.RefinementRounds > 0)
             {
@@ -181,7 +208,11 @@ public sealed class BitWidthSearch
                 if (outcome.Final is { } final)
                 {
                     var choices = outcome.Bits.Select(b => { double avg = cost.AverageBits(b); return new BitCandidate(avg, b, avg); }).ToList();
-                    using (final) best = Point("dynamic refined", choices, final, fp[^1], outcome.StageErrors, cost);
+                    using (final) refined = Point("dynamic refined", choices, final, fp[^1], outcome.StageErrors, cost);
+                    if (heldOut is not null) refined = heldOut.Score(refined, outcome.Bits.ToList(), cancellationToken);
+                    // On held-out trajectories the refinement must not be worse than the beam's pick (it fits the search set).
+                    if (refined.SelectionMse <= beamBest.SelectionMse) best = refined;
+                    else _logger.LogInformation("The refined policy is worse on the held-out trajectories ({Refined:E3} vs {Beam:E3}): keeping the beam's pick", refined.HeldOutMse, beamBest.HeldOutMse);
                 }
             }
             var statics = new List<FrontierPoint>();
@@ -198,12 +229,20 @@ public sealed class BitWidthSearch
                     cancellationToken.ThrowIfCancellationRequested();
                     runner.Assign(reference.Bits);
                     var x = runner.Run([_trajectories.Noise], 0, steps)[0];
-                    using (x) statics.Add(Point($"static {reference}", Enumerable.Repeat(reference, stages).ToList(), x, fp[^1], [], cost));
+                    FrontierPoint point;
+                    using (x) point = Point($"static {reference}", Enumerable.Repeat(reference, stages).ToList(), x, fp[^1], [], cost);
+                    if (heldOut is not null) point = heldOut.Score(point, Enumerable.Repeat((IReadOnlyList<int>)reference.Bits, stages).ToList(), cancellationToken);
+                    statics.Add(point);
                     progress?.Report(new QuantizationProgress("search statics", statics.Count, references.Count));
                 }
             }
+            if (heldOut is not null)
+            {
+                runner.Evaluations += heldOut.Runner.Evaluations;
+                runner.SampleEvaluations += heldOut.Runner.SampleEvaluations;
+            }
             var result = new BitWidthSearchResult(Options, names, cost.Parameters, steps, frontier, best, statics, runner.Evaluations, runner.SampleEvaluations, earlier + watch.Elapsed, start,
-                beamBest, refinement);
+                beamBest, refinement, refined, _heldOut?.Count ?? 0);
             _logger.LogInformation("Bit-width search done in {Seconds:F1} s ({Calls} model calls): best {Bits:F3} avg weight bits, final PSNR {Psnr:F2} dB; {Points} frontier points",
                 result.WallTime.TotalSeconds, runner.Evaluations, best.AverageWeightBits, best.FinalPsnr, frontier.Count);
             return result;

@@ -12,5 +12,15 @@ namespace AdaTSQ.Methods.AdaTSQ.Search;
 /// <param name="FinalPsnr">PSNR (dB, data range 2) of the final samples against full precision.</param>
 /// <param name="StageErrors">MSE against the full-precision trajectory at the end of every stage.</param>
 /// <param name="StepAverageBits">Parameter-weighted average weight bits of every step.</param>
+/// <param name="HeldOutMse">
+/// MSE of the final samples of the held-out trajectories against their full-precision ones, when the search was given
+/// held-out trajectories (null otherwise). The search selects its <see cref="BitWidthSearchResult.Best"/> by this error then.
+/// </param>
+/// <param name="HeldOutPsnr">PSNR (dB, data range 2) of the held-out final samples against full precision; null without held-out trajectories.</param>
 public sealed record FrontierPoint(string Label, DynamicTimestepPolicy Policy, double AverageWeightBits, double AverageBitOperations,
-    long WeightMemoryBytes, double FinalMse, double FinalPsnr, IReadOnlyList<double> StageErrors, IReadOnlyList<double> StepAverageBits);
+    long WeightMemoryBytes, double FinalMse, double FinalPsnr, IReadOnlyList<double> StageErrors, IReadOnlyList<double> StepAverageBits,
+    double? HeldOutMse = null, double? HeldOutPsnr = null)
+{
+    /// <summary>The error the search selects by: <see cref="HeldOutMse"/> when measured, else <see cref="FinalMse"/>.</summary>
+    public double SelectionMse => HeldOutMse ?? FinalMse;
+}

@@ -279,10 +279,60 @@ public class BitWidthSearchTests
         var options = Options(5) with { WeightBits = [3, 4, 8], BeamWidth = 3 };
         var layers = model.Quantize(options);
         using var trajectories = model.Trajectories(Gains);
+        using var heldOut = model.Trajectories(Gains, samples: 3, seed: 5);
+        var refined = options with { RefinementRounds = 2, EvaluateStaticReferences = true };
         new BitWidthSearch(layers, trajectories, options).Run();
         long live = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
         for (int i = 0; i < 3; i++) new BitWidthSearch(layers, trajectories, options).Run();
         Assert.That(TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount, Is.EqualTo(live), "tensors alive after three more searches");
+        for (int i = 0; i < 2; i++) new BitWidthSearch(layers, trajectories, refined, heldOut: heldOut).Run();
+        Assert.That(TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount, Is.EqualTo(live), "tensors alive after two searches with refinement and held-out selection");
+    }
+
+    [Test]
+    public void WithHeldOutTrajectoriesThePolicyIsSelectedByItsHeldOutError()
+    {
+        using var model = new ToySearchModel(seed: 31, middle: true);
+        var options = Options(5) with { WeightBits = [3, 4, 8], EvaluateStaticReferences = true, RefinementRounds = 3 };
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains, samples: 2, seed: 1);
+        using var heldOut = model.Trajectories(Gains, samples: 6, seed: 2);
+        var result = new BitWidthSearch(layers, trajectories, options, heldOut: heldOut).Run();
+
+        Assert.That(result.HeldOutSamples, Is.EqualTo(6));
+        Assert.That(result.Frontier.Concat(result.StaticReferences).All(p => p.HeldOutMse is > 0 && p.HeldOutPsnr is not null), Is.True, "every point is scored on the held-out set");
+        Assert.That(result.BeamBest.HeldOutMse, Is.EqualTo(result.Frontier.Min(p => p.HeldOutMse)));
+        if (result.Refined is { } refined)
+            Assert.That(result.Best, Is.SameAs(refined.HeldOutMse <= result.BeamBest.HeldOutMse ? refined : result.BeamBest));
+        else Assert.That(result.Best, Is.SameAs(result.BeamBest));
+
+        // The held-out error is that of the returned policy run on its own over the held-out noise.
+        foreach (var layer in layers) layer.Policy = result.Best.Policy;
+        using var fpRun = Run(model, heldOut, quantized: false, layers);
+        using var qRun = Run(model, heldOut, quantized: true, layers);
+        double mse = (qRun - fpRun).square().mean().item<float>();
+        Assert.That(mse, Is.EqualTo(result.Best.HeldOutMse!.Value).Within(1e-4 * mse));
+        Assert.That(result.ToCsv().Split('\n')[1].Split(',').Length, Is.EqualTo(9));
+        Assert.That(result.FormatSummary(), Does.Contain("held-out PSNR (6 samples)"));
+        TestContext.Out.WriteLine($"2 search / 6 held-out trajectories: beam pick search PSNR {result.BeamBest.FinalPsnr:F2} dB, held-out {result.BeamBest.HeldOutPsnr:F2} dB; " +
+            $"frontier's best on the search set would have been held-out {result.Frontier.MinBy(p => p.FinalMse)!.HeldOutPsnr:F2} dB");
+    }
+
+    [Test]
+    public void WithoutHeldOutTrajectoriesNothingIsScoredOnThemAndAnotherSamplerIsRefused()
+    {
+        using var model = new ToySearchModel(seed: 32);
+        var options = Options(5);
+        var layers = model.Quantize(options);
+        using var trajectories = model.Trajectories(Gains);
+        var result = new BitWidthSearch(layers, trajectories, options).Run();
+        Assert.That(result.HeldOutSamples, Is.Zero);
+        Assert.That(result.Frontier.All(p => p.HeldOutMse is null && p.SelectionMse == p.FinalMse), Is.True);
+        Assert.That(result.FormatSummary(), Does.Not.Contain("held-out"));
+
+        using var shorter = model.Trajectories([0.5, 0.5, 10.0], samples: 3, seed: 2);
+        var error = Assert.Throws<QuantizationConfigurationException>(() => _ = new BitWidthSearch(layers, trajectories, options, heldOut: shorter))!;
+        Assert.That(error.Message, Does.Contain("held-out trajectories' sampler has 3 steps"));
     }
 
     private static Tensor Run(ToySearchModel model, SearchTrajectories t, bool quantized, IReadOnlyList<QuantLinear> layers)
