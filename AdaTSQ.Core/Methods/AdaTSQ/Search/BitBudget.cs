@@ -10,6 +10,9 @@ public sealed record BitBudget(BudgetKind Kind, double Value)
     /// <summary>At most <paramref name="bits"/> weight bits on average (parameter-weighted over layers, averaged over steps).</summary>
     public static BitBudget AverageWeightBits(double bits) => new(BudgetKind.AverageWeightBits, bits);
 
+    /// <summary>At most <paramref name="bits"/> activation bits on average (parameter-weighted over layers, averaged over steps; <see cref="SearchAxis.ActivationBits"/>).</summary>
+    public static BitBudget AverageActivationBits(double bits) => new(BudgetKind.AverageActivationBits, bits);
+
     /// <summary>At most <paramref name="bops"/> bit operations per model evaluation per sample, on average over steps.</summary>
     public static BitBudget AverageBitOperations(double bops) => new(BudgetKind.AverageBitOperations, bops);
 
@@ -29,6 +32,7 @@ public sealed record BitBudget(BudgetKind Kind, double Value)
     public override string ToString() => Kind switch
     {
         BudgetKind.AverageWeightBits => string.Create(CultureInfo.InvariantCulture, $"avg weight bits ≤ {Value:G4}"),
+        BudgetKind.AverageActivationBits => string.Create(CultureInfo.InvariantCulture, $"avg activation bits ≤ {Value:G4}"),
         BudgetKind.AverageBitOperations => string.Create(CultureInfo.InvariantCulture, $"avg BOPs/sample ≤ {Value:G4}"),
         _ => string.Create(CultureInfo.InvariantCulture, $"weight memory ≤ {Value:N0} bytes"),
     };

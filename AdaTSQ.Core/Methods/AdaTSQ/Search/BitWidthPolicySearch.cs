@@ -57,7 +57,10 @@ public sealed class BitWidthPolicySearch : IPolicySearch
     {
         ArgumentNullException.ThrowIfNull(context);
         var options = Merged(context.WeightTemplate, context.ActivationTemplate);
-        var sensitivity = LayerSensitivity.FromLayers(context.Layers, options, context.Reports, (context.Calibrator as FisherCalibrator)?.Fisher);
+        var fisher = (context.Calibrator as FisherCalibrator)?.Fisher;
+        var sensitivity = options.Axis == SearchAxis.ActivationBits
+            ? LayerSensitivity.FromActivationError(context.Layers, options, Trajectories, fisher)
+            : LayerSensitivity.FromLayers(context.Layers, options, context.Reports, fisher);
         var result = new BitWidthSearch(context.Layers, Trajectories, options, sensitivity, context.Logger, HeldOut).Run(progress, cancellationToken);
         return new PolicySearchOutcome(result.Best.Policy, result);
     }

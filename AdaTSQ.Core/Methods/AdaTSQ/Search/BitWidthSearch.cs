@@ -74,7 +74,7 @@ public sealed class BitWidthSearch
         if (layers.Count == 0) problems.Add("no layers to search.");
         if (problems.Count == 0)
             foreach (var layer in layers)
-                foreach (int b in options.WeightBits.Distinct())
+                foreach (int b in options.SearchedBits.Distinct())
                     if (options.ConfigFor(b).Weight is { IsEnabled: true } spec && !layer.HasWeightVersion(spec))
                         problems.Add($"layer '{layer.LayerName}' holds no weight version for {spec} (W{b}): quantize it with a SearchSpacePolicy first.");
         if (heldOut is not null && heldOut.Sampler.StepCount != trajectories.Sampler.StepCount)
@@ -82,8 +82,10 @@ public sealed class BitWidthSearch
         if (problems.Count > 0) throw new QuantizationConfigurationException(problems);
         _layers = layers;
         _heldOut = heldOut;
-        _sensitivity = sensitivity ?? LayerSensitivity.FromLayers(layers, options);
-        if (!_sensitivity.Layers.SequenceEqual(layers.Select(l => l.LayerName)) || !_sensitivity.Bits.SequenceEqual(options.WeightBits.Distinct().Order()))
+        _sensitivity = sensitivity ?? (options.Axis == SearchAxis.ActivationBits
+            ? LayerSensitivity.FromActivationError(layers, options, trajectories)
+            : LayerSensitivity.FromLayers(layers, options));
+        if (!_sensitivity.Layers.SequenceEqual(layers.Select(l => l.LayerName)) || !_sensitivity.Bits.SequenceEqual(options.SearchedBits.Distinct().Order()))
             throw new QuantizationConfigurationException(["the layer sensitivity was made for other layers or bit-widths than the search's."]);
         if (_sensitivity.WeightedSteps > 0 && _sensitivity.WeightedSteps != trajectories.Sampler.StepCount)
             throw new QuantizationConfigurationException([$"the layer sensitivity has Fisher weights for {_sensitivity.WeightedSteps} steps, but the sampler has {trajectories.Sampler.StepCount}: estimate the Fisher with the sampler's own schedule."]);
@@ -290,9 +292,16 @@ public sealed class BitWidthSearch
         int steps = _trajectories.Sampler.StepCount, per = Options.StepsPerStage;
         var rows = Enumerable.Range(0, steps).Select(s => (IReadOnlyList<LayerQuantConfig>)choices[s / per].Bits.Select(Options.ConfigFor).ToList()).ToList();
         var policy = new DynamicTimestepPolicy(_layers.Select(l => l.LayerName).ToList(), rows, name: label);
-        var stepBits = Enumerable.Range(0, steps).Select(s => choices[s / per].AverageWeightBits).ToList();
+        var stepBits = Enumerable.Range(0, steps).Select(s => choices[s / per].AverageWeightBits).ToList();   // of the searched bits
         double bops = Enumerable.Range(0, steps).Average(s => cost.Bops(choices[s / per]));
         long bytes = cost.Bytes(choices);
+        if (Options.Axis == SearchAxis.ActivationBits)
+        {
+            // The searched bits are activation bits; the weights keep one version per layer.
+            double weightBits = Enumerable.Range(0, _layers.Count).Sum(l => (double)cost.Parameters[l] * Options.ConfigFor(choices[0].Bits[l]).WeightBits) / cost.Parameters.Sum(n => (double)n);
+            return new FrontierPoint(label, policy, weightBits, bops, bytes, ImageMetrics.Mse(final, fpFinal), ImageMetrics.Psnr(final, fpFinal), errors, stepBits,
+                AverageActivationBits: stepBits.Average());
+        }
         return new FrontierPoint(label, policy, stepBits.Average(), bops, bytes, ImageMetrics.Mse(final, fpFinal), ImageMetrics.Psnr(final, fpFinal), errors, stepBits);
     }
 }

@@ -19,6 +19,18 @@ public sealed record BitWidthSearchOptions
     /// </summary>
     public QuantSpec ActivationSpec { get; init; } = QuantSpec.Activation(8);
 
+    /// <summary>Which bit-width the search varies. Default <see cref="SearchAxis.WeightBits"/>.</summary>
+    public SearchAxis Axis { get; init; } = SearchAxis.WeightBits;
+
+    /// <summary>
+    /// The activation bit-widths a layer may take at a step with <see cref="SearchAxis.ActivationBits"/> (16 = unquantized
+    /// activations). Default {4, 8}. Unused on the weight axis.
+    /// </summary>
+    public IReadOnlyList<int> ActivationBits { get; init; } = [4, 8];
+
+    /// <summary>The searched widths: <see cref="WeightBits"/>, or <see cref="ActivationBits"/> on the activation axis.</summary>
+    public IReadOnlyList<int> SearchedBits => Axis == SearchAxis.ActivationBits ? ActivationBits : WeightBits;
+
     /// <summary>True: activation bits = weight bits (W4A4, W6A6, …); false: the activation spec's bits always. Default false.</summary>
     public bool PairActivationBits { get; init; }
 
@@ -89,15 +101,20 @@ public sealed record BitWidthSearchOptions
     public IReadOnlyList<double> Levels()
     {
         if (CandidateLevels is not null) return CandidateLevels.Distinct().Order().ToList();
-        var bits = WeightBits.Distinct().Order().ToList();
+        var bits = SearchedBits.Distinct().Order().ToList();
         var levels = new SortedSet<double>(bits.Select(b => (double)b));
         for (int i = 0; i + 1 < bits.Count; i++) levels.Add((bits[i] + bits[i + 1]) / 2.0);
         return levels.ToList();
     }
 
-    /// <summary>The layer config of weight bit-width <paramref name="bits"/>.</summary>
+    /// <summary>
+    /// The layer config of searched bit-width <paramref name="bits"/>: the weight bits (weight axis), or the activation
+    /// bits with the static weight spec (activation axis).
+    /// </summary>
     public LayerQuantConfig ConfigFor(int bits)
     {
+        if (Axis == SearchAxis.ActivationBits)
+            return new LayerQuantConfig(WeightSpec, bits == QuantSpec.FullPrecisionBits ? QuantSpec.FullPrecision : ActivationSpec with { Bits = bits });
         var weight = bits == QuantSpec.FullPrecisionBits ? QuantSpec.FullPrecision : WeightSpec with { Bits = bits };
         var activation = !ActivationSpec.IsEnabled || !PairActivationBits ? ActivationSpec
             : bits == QuantSpec.FullPrecisionBits ? QuantSpec.FullPrecision : ActivationSpec with { Bits = bits };
@@ -108,20 +125,32 @@ public sealed record BitWidthSearchOptions
     public IReadOnlyList<string> FindProblems()
     {
         var p = new List<string>();
-        if (WeightBits is null || WeightBits.Count == 0) p.Add("no weight bit-widths to search over.");
+        bool activationAxis = Axis == SearchAxis.ActivationBits;
+        string what = activationAxis ? "activation" : "weight", letter = activationAxis ? "A" : "W";
+        if (!Enum.IsDefined(Axis)) p.Add($"search axis {(int)Axis} is not a SearchAxis value.");
+        else if (SearchedBits is null || SearchedBits.Count == 0) p.Add($"no {what} bit-widths to search over.");
         else
         {
-            foreach (int b in WeightBits.Distinct())
+            foreach (int b in SearchedBits.Distinct())
                 if (b != QuantSpec.FullPrecisionBits && (b < QuantSpec.MinBits || b > QuantSpec.MaxBits))
-                    p.Add($"weight bit-width {b} is not supported: use {QuantSpec.MinBits}–{QuantSpec.MaxBits} or {QuantSpec.FullPrecisionBits}.");
+                    p.Add($"{what} bit-width {b} is not supported: use {QuantSpec.MinBits}–{QuantSpec.MaxBits} or {QuantSpec.FullPrecisionBits}.");
             if (p.Count == 0)
-                foreach (int b in WeightBits.Distinct())
+                foreach (int b in SearchedBits.Distinct())
                 {
                     var c = ConfigFor(b);
-                    p.AddRange(c.Weight.FindProblems(QuantTarget.Weight).Select(x => $"W{b}: {x}"));
-                    p.AddRange(c.Activation.FindProblems(QuantTarget.Activation).Select(x => $"W{b}: {x}"));
+                    p.AddRange(c.Weight.FindProblems(QuantTarget.Weight).Select(x => $"{letter}{b}: {x}"));
+                    p.AddRange(c.Activation.FindProblems(QuantTarget.Activation).Select(x => $"{letter}{b}: {x}"));
                 }
         }
+        if (activationAxis)
+        {
+            if (!ActivationSpec.IsEnabled) p.Add("the activation axis needs a quantized activation spec (its bits are replaced by the searched ones).");
+            if (PairActivationBits) p.Add("PairActivationBits pairs the activation bits with searched weight bits: it does not apply to the activation axis.");
+            if (Budget is { Kind: BudgetKind.AverageWeightBits or BudgetKind.WeightMemory })
+                p.Add($"budget '{Budget}' does not vary on the activation axis (one weight version per layer): use BitBudget.AverageActivationBits or AverageBitOperations.");
+        }
+        else if (Budget is { Kind: BudgetKind.AverageActivationBits })
+            p.Add($"budget '{Budget}' limits activation bits: set Axis = SearchAxis.ActivationBits, or use AverageWeightBits / AverageBitOperations / WeightMemory.");
         if (!WeightSpec.IsEnabled) p.Add("the weight spec must be a quantized spec (its bits are replaced by the searched ones).");
         if (Budget is null) p.Add("no budget.");
         else p.AddRange(Budget.FindProblems());

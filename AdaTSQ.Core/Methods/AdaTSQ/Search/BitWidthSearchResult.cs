@@ -99,7 +99,7 @@ public sealed class BitWidthSearchResult
     {
         object Point(FrontierPoint p, bool best) => new
         {
-            label = p.Label, best, avg_weight_bits = p.AverageWeightBits, avg_bops = p.AverageBitOperations, weight_memory_bytes = p.WeightMemoryBytes,
+            label = p.Label, best, avg_weight_bits = p.AverageWeightBits, avg_activation_bits = p.AverageActivationBits, avg_bops = p.AverageBitOperations, weight_memory_bytes = p.WeightMemoryBytes,
             final_mse = p.FinalMse, final_psnr_db = p.FinalPsnr, held_out_mse = p.HeldOutMse, held_out_psnr_db = p.HeldOutPsnr, stage_errors = p.StageErrors, step_average_bits = p.StepAverageBits,
             weight_bits = Enumerable.Range(0, StepCount).Select(s => Layers.Select(l => p.Policy[s, l].WeightBits).ToArray()),
             activation_bits = Enumerable.Range(0, StepCount).Select(s => Layers.Select(l => p.Policy[s, l].ActivationBits).ToArray()),
@@ -107,7 +107,7 @@ public sealed class BitWidthSearchResult
         return JsonSerializer.Serialize(new
         {
             budget = new { kind = Options.Budget.Kind.ToString(), value = Options.Budget.Value },
-            weight_bits = Options.WeightBits, paired_activation_bits = Options.PairActivationBits, activation_spec = Options.ActivationSpec.ToString(),
+            axis = Options.Axis.ToString(), searched_bits = Options.SearchedBits, weight_bits = Options.WeightBits, paired_activation_bits = Options.PairActivationBits, activation_spec = Options.ActivationSpec.ToString(),
             weight_spec = Options.WeightSpec.ToString(), beam_width = Options.BeamWidth, steps_per_stage = Options.StepsPerStage, levels = Options.Levels(),
             steps = StepCount, layers = Layers, layer_parameters = LayerParameters,
             wall_time_seconds = WallTime.TotalSeconds, model_evaluations = ModelEvaluations, sample_evaluations = SampleEvaluations, resumed_stages = ResumedStages,
@@ -128,13 +128,13 @@ public sealed class BitWidthSearchResult
     public string FormatSummary()
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Bit-width search ({Options.Budget}, beam {Options.BeamWidth}, bits {string.Join("/", Options.WeightBits)}{(Options.PairActivationBits ? " paired W=A" : "")}): {WallTime.TotalSeconds:F1} s, {ModelEvaluations:N0} model calls, {SampleEvaluations:N0} sample-steps");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Bit-width search ({Options.Budget}, beam {Options.BeamWidth}, {(Options.Axis == SearchAxis.ActivationBits ? $"activation bits {string.Join("/", Options.ActivationBits)} at {Options.WeightSpec}" : $"bits {string.Join("/", Options.WeightBits)}")}{(Options.PairActivationBits ? " paired W=A" : "")}): {WallTime.TotalSeconds:F1} s, {ModelEvaluations:N0} model calls, {SampleEvaluations:N0} sample-steps");
         bool heldOut = HeldOutSamples > 0;
-        sb.AppendLine("  kind     avg W bits   GBOPs/sample   weights (KB)   final MSE    PSNR (dB)" + (heldOut ? $"   held-out MSE   held-out PSNR ({HeldOutSamples} samples)" : ""));
+        sb.AppendLine((Options.Axis == SearchAxis.ActivationBits ? "  kind     avg A bits" : "  kind     avg W bits") + "   GBOPs/sample   weights (KB)   final MSE    PSNR (dB)" + (heldOut ? $"   held-out MSE   held-out PSNR ({HeldOutSamples} samples)" : ""));
         var rows = Frontier.Select(p => (ReferenceEquals(p, Best) ? "best" : "dynamic", p));
         if (Refined is not null) rows = rows.Append((ReferenceEquals(Refined, Best) ? "refined" : "refined, not selected", Refined));
         foreach (var (kind, p) in rows.Concat(StaticReferences.Select(p => ("static", p))))
-            sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {kind,-8} {p.AverageWeightBits,10:F3}   {p.AverageBitOperations / 1e9,12:F3}   {p.WeightMemoryBytes / 1024.0,12:F1}   {p.FinalMse,9:E2}   {p.FinalPsnr,9:F2}") +
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {kind,-8} {p.AverageActivationBits ?? p.AverageWeightBits,10:F3}   {p.AverageBitOperations / 1e9,12:F3}   {p.WeightMemoryBytes / 1024.0,12:F1}   {p.FinalMse,9:E2}   {p.FinalPsnr,9:F2}") +
                 (heldOut ? string.Create(CultureInfo.InvariantCulture, $"   {p.HeldOutMse,12:E2}   {p.HeldOutPsnr,13:F2}") : ""));
         if (Refinement is { } r)
             sb.AppendLine(CultureInfo.InvariantCulture, $"  refinement: {r.Rounds} rounds, {r.MovesEvaluated:N0} moves evaluated, {r.Accepted.Count} accepted; final MSE {r.StartMse:E3} → {r.FinalMse:E3}{(r.Converged ? " (local optimum)" : "")}; {r.WallTime.TotalSeconds:F1} s, {r.ModelEvaluations:N0} model calls");

@@ -12,6 +12,12 @@ public enum BudgetKind
     /// </summary>
     AverageBitOperations,
 
+    /// <summary>
+    /// Average activation bits, weighted by parameters over layers (= by multiply-accumulates per token for linear layers)
+    /// and averaged over sampling steps; only with <see cref="SearchAxis.ActivationBits"/>.
+    /// </summary>
+    AverageActivationBits,
+
     /// <summary>Bytes of every quantized weight version the policy makes the layers keep (a layer using W4 and W8 stores both).</summary>
     WeightMemory,
 }

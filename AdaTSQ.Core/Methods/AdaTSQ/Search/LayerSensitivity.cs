@@ -1,3 +1,4 @@
+using AdaTSQ.Abstractions;
 using AdaTSQ.Calibration;
 using AdaTSQ.Quantization;
 using TorchSharp;
@@ -88,7 +89,7 @@ public sealed class LayerSensitivity
         if (!Enum.IsDefined(options.Sensitivity))
             throw new ArgumentException($"sensitivity mode {(int)options.Sensitivity} is not a SensitivityMode value.", nameof(options));
         bool crossLayer = options.Sensitivity == SensitivityMode.CrossLayerFisher;
-        var bits = options.WeightBits.Distinct().Order().ToList();
+        var bits = options.SearchedBits.Distinct().Order().ToList();
         var error = new double[layers.Count][];
         for (int l = 0; l < layers.Count; l++)
         {
@@ -113,6 +114,13 @@ public sealed class LayerSensitivity
                 error[l][i] = (w - q).square().sum().item<double>();
             }
         }
+        var stepWeights = StepWeights(layers, options, fisher, crossLayer);
+        return new LayerSensitivity(layers.Select(l => l.LayerName).ToList(), bits, error, stepWeights);
+    }
+
+    // The step weights w[step][layer] from a temporal Fisher estimate (null without one), in the options' mode.
+    private static double[][]? StepWeights(IReadOnlyList<QuantLinear> layers, BitWidthSearchOptions options, TemporalFisher? fisher, bool crossLayer)
+    {
         double[][]? stepWeights = null;
         if (fisher is not null)
         {
@@ -130,7 +138,107 @@ public sealed class LayerSensitivity
                 stepWeights = Enumerable.Range(0, fisher.Steps.Count).Select(s => layers.Select(l => alpha[l.LayerName][s]).ToArray()).ToArray();
             }
         }
-        return new LayerSensitivity(layers.Select(l => l.LayerName).ToList(), bits, error, stepWeights);
+        return stepWeights;
+    }
+
+    /// <summary>
+    /// Scores for the activation axis (<see cref="SearchAxis.ActivationBits"/>): <c>E_layer(b)</c> is the layer's output
+    /// error <c>‖y_b − y_fp‖²</c> when only its input is quantized to b bits (with its weight version, smoothing, rotation and
+    /// low-rank branch as in a real call), on inputs recorded from the full-precision run of <paramref name="trajectories"/>:
+    /// up to <paramref name="samples"/> trajectories, every <c>⌈steps/8⌉</c>-th step, at most <paramref name="maxRows"/> rows
+    /// per layer (evenly spaced). The weight error is the same at every b and cancels in the candidates' trade-offs. Step
+    /// weights from <paramref name="fisher"/> as in <see cref="FromLayers"/>. The layers' policies and observers are restored.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are not on the activation axis.</exception>
+    /// <exception cref="CalibrationException">The Fisher estimate lacks a searched layer.</exception>
+    public static LayerSensitivity FromActivationError(IReadOnlyList<QuantLinear> layers, BitWidthSearchOptions options, SearchTrajectories trajectories,
+        TemporalFisher? fisher = null, int samples = 2, int maxRows = 1024)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(trajectories);
+        if (options.Axis != SearchAxis.ActivationBits)
+            throw new ArgumentException("FromActivationError scores activation bit-widths: set Axis = SearchAxis.ActivationBits (FromLayers scores weight bit-widths).", nameof(options));
+        ArgumentOutOfRangeException.ThrowIfLessThan(samples, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxRows, 1);
+        var names = layers.Select(l => l.LayerName).ToList();
+        var bits = options.SearchedBits.Distinct().Order().ToList();
+        var policy = new SearchSpacePolicy(names, options);
+        var fp = Enumerable.Repeat(LayerQuantConfig.FullPrecision, layers.Count).ToList();
+        var previous = layers.Select(l => l.Policy).ToArray();
+        var observers = layers.Select(l => l.Observer).ToArray();
+        var inputs = layers.Select(_ => new List<Tensor>()).ToArray();
+        var error = new double[layers.Count][];
+        try
+        {
+            foreach (var layer in layers) layer.Policy = policy;
+            policy.Assign(fp);
+            var recorder = new InputRecorder(layers, inputs);
+            foreach (var layer in layers) layer.Observer = recorder;
+            int steps = trajectories.Sampler.StepCount, stride = Math.Max(1, (steps + 7) / 8), n = Math.Min(samples, trajectories.Count);
+            using (torch.no_grad())
+            {
+                Tensor x;
+                using (var first = trajectories.Noise[..n]) x = first.clone();
+                using var labels = trajectories.Labels[..n];
+                for (int step = 0; step < steps; step++)
+                {
+                    recorder.Active = step % stride == 0;
+                    var next = trajectories.Sampler.Step(trajectories.Model, x, labels, step);
+                    x.Dispose();
+                    x = next;
+                }
+                x.Dispose();
+            }
+            for (int l = 0; l < layers.Count; l++) layers[l].Observer = null;
+
+            for (int l = 0; l < layers.Count; l++)
+            {
+                error[l] = new double[bits.Count];
+                if (inputs[l].Count == 0) continue;
+                using var scope = torch.NewDisposeScope();
+                using var noGrad = torch.no_grad();
+                var all = torch.cat(inputs[l]);
+                var rows = all.shape[0] <= maxRows ? all : all.index_select(0, torch.linspace(0, all.shape[0] - 1, maxRows, device: all.device).to(ScalarType.Int64));
+                policy.Assign(fp);
+                var reference = layers[l].call(rows).to(ScalarType.Float64);
+                for (int i = 0; i < bits.Count; i++)
+                {
+                    var configs = fp.ToList();
+                    configs[l] = options.ConfigFor(bits[i]);
+                    policy.Assign(configs);
+                    error[l][i] = (layers[l].call(rows).to(ScalarType.Float64) - reference).square().sum().item<double>();
+                }
+            }
+        }
+        finally
+        {
+            for (int l = 0; l < layers.Count; l++)
+            {
+                layers[l].Policy = previous[l];
+                layers[l].Observer = observers[l];
+                foreach (var t in inputs[l]) t.Dispose();
+            }
+        }
+        // Fewer activation bits never make a layer's output error smaller in expectation: keep E non-increasing in b so that
+        // the candidates' trade-offs stay well-defined when two widths measure the same (e.g. A8 and A16 on a tiny layer).
+        for (int l = 0; l < error.Length; l++)
+            for (int i = error[l].Length - 2; i >= 0; i--) error[l][i] = Math.Max(error[l][i], error[l][i + 1]);
+        return new LayerSensitivity(names, bits, error, StepWeights(layers, options, fisher, options.Sensitivity == SensitivityMode.CrossLayerFisher));
+    }
+
+    // Keeps copies of the inputs each layer sees while Active (2-D rows [n, in]).
+    private sealed class InputRecorder(IReadOnlyList<QuantLinear> layers, List<Tensor>[] inputs) : ILayerInputObserver
+    {
+        public bool Active { get; set; }
+
+        public void Observe(IQuantizableLayer layer, Tensor input, TimestepInfo? step)
+        {
+            if (!Active) return;
+            for (int i = 0; i < layers.Count; i++)
+                if (ReferenceEquals(layers[i], layer))
+                    inputs[i].Add(input.detach().reshape(-1, layer.InFeatures).clone().DetachFromDisposeScope());
+        }
     }
 
     /// <summary>

@@ -51,13 +51,13 @@ internal sealed class SearchCost
         var parameters = layers.Select(l => l.InFeatures * l.OutFeatures).ToArray();
         var cost = new SearchCost(options, parameters, rows.Select((r, i) => r * parameters[i]).ToArray());
         for (int l = 0; l < layers.Count; l++)
-            foreach (int b in options.WeightBits.Distinct())
+            foreach (int b in options.SearchedBits.Distinct())
                 if (options.ConfigFor(b).Weight is { IsEnabled: true } spec)
                 {
-                    cost._bytes[Key(l, b)] = layers[l].WeightVersionBytes(spec);
+                    cost._bytes[cost.VersionKey(Key(l, b))] = layers[l].WeightVersionBytes(spec);
                     // A nested version (nested weights) needs its parent's codes in memory too.
                     if (layers[l].NestedParentOf(spec) is { } parent)
-                        cost._parent[Key(l, b)] = (Key(l, parent.Bits), layers[l].WeightVersionBytes(parent));
+                        cost._parent[cost.VersionKey(Key(l, b))] = (Key(l, parent.Bits), layers[l].WeightVersionBytes(parent));
                 }
         return cost;
     }
@@ -88,7 +88,7 @@ internal sealed class SearchCost
     /// </summary>
     public double CellCost(int layer, int bits, int steps) => Kind switch
     {
-        BudgetKind.AverageWeightBits => Parameters[layer] * (double)bits / _totalParameters * steps,
+        BudgetKind.AverageWeightBits or BudgetKind.AverageActivationBits => Parameters[layer] * (double)bits / _totalParameters * steps,
         BudgetKind.AverageBitOperations => _macs[layer] * _options.ConfigFor(bits).WeightBits * _options.ConfigFor(bits).ActivationBits * steps,
         _ => 0,
     };
@@ -108,10 +108,16 @@ internal sealed class SearchCost
 
     public long Bytes(IEnumerable<BitCandidate> choices) => StoredBytes(choices.SelectMany(c => c.Bits.Select((b, l) => Key(l, b))));
 
+    // The weight version a (layer, searched bits) key runs: Key(layer, weight bits). On the weight axis the key itself; on
+    // the activation axis every width of a layer shares its one weight version (stored once).
+    private long VersionKey(long key) => _options.Axis == SearchAxis.ActivationBits
+        ? Key((int)(key / 64), _options.ConfigFor((int)(key % 64)).Weight.Bits)
+        : key;
+
     // Bytes of a set of versions in memory: each once, plus the parent of every nested one (once, if not in the set).
     private long StoredBytes(IEnumerable<long> keys)
     {
-        var set = keys.ToHashSet();
+        var set = keys.Select(VersionKey).ToHashSet();
         long sum = set.Sum(k => _bytes.GetValueOrDefault(k));
         foreach (var parent in set.Where(_parent.ContainsKey).Select(k => _parent[k]).DistinctBy(p => p.Key))
             if (!set.Contains(parent.Key)) sum += parent.Bytes;
@@ -120,7 +126,7 @@ internal sealed class SearchCost
 
     public double StageCost(BitCandidate c, int steps) => Kind switch
     {
-        BudgetKind.AverageWeightBits => c.AverageWeightBits * steps,
+        BudgetKind.AverageWeightBits or BudgetKind.AverageActivationBits => c.AverageWeightBits * steps,
         BudgetKind.AverageBitOperations => Bops(c) * steps,
         _ => 0,
     };

@@ -20,7 +20,7 @@ public sealed class SearchSpacePolicy : ITimestepPolicy
         ArgumentNullException.ThrowIfNull(layers);
         ArgumentNullException.ThrowIfNull(options);
         _index = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l, p => p.i);
-        _space = options.WeightBits.Distinct().Order().Select(options.ConfigFor).ToArray();
+        _space = options.SearchedBits.Distinct().Order().Select(options.ConfigFor).ToArray();
         _current = Enumerable.Repeat(_space[^1], layers.Count).ToArray();
     }
 

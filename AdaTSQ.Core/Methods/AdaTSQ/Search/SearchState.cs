@@ -24,7 +24,7 @@ internal sealed record SearchState(int CompletedStages, IReadOnlyList<SearchPath
     public static string Fingerprint(BitWidthSearchOptions o, IReadOnlyList<string> layers, IReadOnlyList<IReadOnlyList<BitCandidate>> candidates, SearchTrajectories t, int steps)
     {
         var sb = new StringBuilder();
-        sb.Append(CultureInfo.InvariantCulture, $"{string.Join(",", o.WeightBits)}|{o.WeightSpec}|{o.ActivationSpec}|{o.PairActivationBits}|{o.Budget.Kind}:{o.Budget.Value:R}|{o.BeamWidth}|{o.StepsPerStage}|{steps}|");
+        sb.Append(CultureInfo.InvariantCulture, $"{o.Axis}:{string.Join(",", o.SearchedBits)}|{o.WeightSpec}|{o.ActivationSpec}|{o.PairActivationBits}|{o.Budget.Kind}:{o.Budget.Value:R}|{o.BeamWidth}|{o.StepsPerStage}|{steps}|");
         sb.AppendJoin(",", layers).Append('|');
         foreach (var stage in candidates) sb.AppendJoin(";", stage.Select(c => string.Join(",", c.Bits))).Append('|');
         using (var scope = TorchSharp.torch.NewDisposeScope())

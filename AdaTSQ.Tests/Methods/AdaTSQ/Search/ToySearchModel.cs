@@ -49,7 +49,7 @@ internal sealed class ToySearchModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
         var layers = ModelSurgery.FindQuantLinears(this);
         var rtn = new RtnQuantizer();
         foreach (var layer in layers)
-            foreach (int b in options.WeightBits)
+            foreach (int b in options.SearchedBits)
                 using (var w = layer.SmoothedWeight())
                     layer.SetWeightVersion(rtn.Quantize(layer.LayerName, w, options.ConfigFor(b).Weight, null));
         return layers;
