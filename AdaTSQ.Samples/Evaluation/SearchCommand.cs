@@ -28,7 +28,7 @@ namespace AdaTSQ.Samples.Evaluation;
 /// </summary>
 internal static class SearchCommand
 {
-    private sealed record Row(string Budget, string Kind, string Policy, double AverageWeightBits, double GBops, double WeightMB,
+    private sealed record Row(string Budget, string Kind, string Policy, double AverageWeightBits, double AverageActivationBits, double GBops, double WeightMB,
         double Psnr, double Ssim, double Fid, double Accuracy, double SearchPsnr, double HeldOutPsnr, double SearchSeconds, long ModelCalls);
 
     public static int Run(string[] args, ILoggerFactory loggers, Device device, long seed, CancellationToken ct)
@@ -43,6 +43,10 @@ internal static class SearchCommand
         var pairedBudgets = List(args, "--paired-budgets", "4,6");
         var bits = List(args, "--bits", "3,4,6,8").Select(b => (int)b).ToList();
         var pairedBits = List(args, "--paired-bits", "4,6,8").Select(b => (int)b).ToList();
+        // The activation axis (issue 16, item 1): activation bits per layer and step at one static weight width.
+        var actBudgets = List(args, "--act-budgets", "");
+        var actBits = List(args, "--act-bits", "4,6,8").Select(b => (int)b).ToList();
+        int actWeightBits = Program.IntOption(args, "--act-weight-bits", 4);
         bool fisher = !args.Contains("--no-fisher");
         string outDir = Program.Option(args, "--out") ?? "artifacts/search";
         string? stateDir = Program.Option(args, "--state-dir");
@@ -88,7 +92,7 @@ internal static class SearchCommand
         var fpQuality = Measure(fp, "FP32");
 
         // 1. Quantize every bit-width once (GPTQ, Fisher-weighted trajectory calibration): the search reuses these versions.
-        var union = new BitWidthSearchOptions { WeightBits = bits.Union(pairedBits).Order().ToList() };
+        var union = new BitWidthSearchOptions { WeightBits = bits.Union(pairedBits).Union(actBudgets.Count > 0 ? [actWeightBits] : []).Order().ToList() };
         var selector = new LayerSelector([layers], []);
         var names = ModelSurgery.FindLinears(model).Where(l => selector.Matches(l.Name)).Select(l => l.Name).ToList();
         var watch = Stopwatch.StartNew();
@@ -116,34 +120,40 @@ internal static class SearchCommand
         var qLayers = ModelSurgery.FindQuantLinears(model).Where(l => selector.Matches(l.LayerName)).ToList();
 
         // 2. One search per budget, on trajectories with their own seed (never the evaluation noise).
-        var rows = new List<Row> { new("–", "FP32", "full precision", 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, double.PositiveInfinity, 0, 0) };
+        var rows = new List<Row> { new("–", "FP32", "full precision", 16, 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, double.PositiveInfinity, 0, 0) };
         var searches = new List<(string Name, BitWidthSearchResult Result)>();
         using var trajectories = SearchTrajectories.ForDiT(model, sampler.DdimSteps(options), searchSamples, seed + 7000);
         // Held-out trajectories (own seed): the final policy and the static reference are chosen on them (issue 16, item 5).
         using var heldOut = heldOutSamples > 0 ? SearchTrajectories.ForDiT(model, sampler.DdimSteps(options), heldOutSamples, seed + 9000) : null;
-        var runs = budgets.Select(b => (b, paired: false)).Concat(pairedBudgets.Select(b => (b, paired: true))).ToList();
+        var runs = budgets.Select(b => (b, axis: "a8")).Concat(pairedBudgets.Select(b => (b, axis: "wa"))).Concat(actBudgets.Select(b => (b, axis: "act"))).ToList();
         Directory.CreateDirectory(outDir);
-        foreach (var (budget, paired) in runs)
+        foreach (var (budget, axis) in runs)
         {
-            string name = paired ? $"W=A ≤ {budget:G3}" : $"A8, W ≤ {budget:G3}";
-            string file = (paired ? "wa-" : "a8-") + budget.ToString("G3", CultureInfo.InvariantCulture);
+            bool paired = axis == "wa", activations = axis == "act";
+            string name = activations ? $"W{actWeightBits}, A ≤ {budget:G3}" : paired ? $"W=A ≤ {budget:G3}" : $"A8, W ≤ {budget:G3}";
+            string file = FilePrefix(axis, actWeightBits) + budget.ToString("G3", CultureInfo.InvariantCulture);
             var searchOptions = new BitWidthSearchOptions
             {
-                WeightBits = paired ? pairedBits : bits, PairActivationBits = paired, Budget = BitBudget.AverageWeightBits(budget), BeamWidth = beam,
+                WeightBits = paired ? pairedBits : bits, PairActivationBits = paired, BeamWidth = beam,
+                Budget = activations ? BitBudget.AverageActivationBits(budget) : BitBudget.AverageWeightBits(budget),
+                Axis = activations ? SearchAxis.ActivationBits : SearchAxis.WeightBits, ActivationBits = actBits,
+                WeightSpec = activations ? union.WeightSpec with { Bits = actWeightBits } : union.WeightSpec,
                 StatePath = stateDir is null ? null : Path.Combine(stateDir, $"search-{file}.safetensors"),
                 Sensitivity = sensitivityMode, RefinementRounds = refineRounds, RefinementMovesPerRound = refineMoves,
                 RefinementNeighbourhood = neighbourhood, RefinementSeed = seed + 13,
             };
             // The budget is a level too, so a static (time-constant) reference of exactly that average exists.
             searchOptions = searchOptions with { CandidateLevels = searchOptions.Levels().Append(budget).Distinct().Order().ToList() };
-            var sensitivity = LayerSensitivity.FromLayers(qLayers, searchOptions, quantized.Layers, temporalFisher);
+            var sensitivity = activations
+                ? LayerSensitivity.FromActivationError(qLayers, searchOptions, trajectories, temporalFisher)
+                : LayerSensitivity.FromLayers(qLayers, searchOptions, quantized.Layers, temporalFisher);
             var result = new BitWidthSearch(qLayers, trajectories, searchOptions, sensitivity, log, heldOut).Run(new ConsoleProgressBar($"search {file}"), ct);
             searches.Add((name, result));
             File.WriteAllText(Path.Combine(outDir, $"search-{file}.json"), result.ToJson());
             Console.Write(result.FormatSummary());
 
             // The best static policy within the budget, chosen on the same set as the dynamic one (held-out when given).
-            var staticBest = result.StaticReferences.Where(s => s.AverageWeightBits <= budget + 1e-9).MinBy(s => s.SelectionMse);
+            var staticBest = result.StaticReferences.Where(s => (s.AverageActivationBits ?? s.AverageWeightBits) <= budget + 1e-9).MinBy(s => s.SelectionMse);
             // Control: the searched policy's steps in a seeded random order — the same configs and cost, but not
             // the order the search chose. If it does as well, the gain comes from mixing versions over time,
             // not from giving particular steps more bits.
@@ -155,7 +165,8 @@ internal static class SearchCommand
                 foreach (var layer in qLayers) layer.Policy = point.Policy;
                 using var x = Generate($"{kind} {file}");
                 var q = Measure(x, $"{kind} {file}");
-                rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? (beamPick is null ? "searched" : "searched, refined") : kind == "beam pick" ? "searched, before refinement" : "searched, steps shuffled", point.AverageWeightBits, point.AverageBitOperations * steps / 1e9,
+                rows.Add(new Row(name, kind, kind == "static" ? point.Label : kind == "dynamic" ? (beamPick is null ? "searched" : "searched, refined") : kind == "beam pick" ? "searched, before refinement" : "searched, steps shuffled", point.AverageWeightBits,
+                    point.AverageActivationBits ?? (paired ? point.AverageWeightBits : searchOptions.ActivationSpec.Bits), point.AverageBitOperations * steps / 1e9,
                     point.WeightMemoryBytes / 1e6, q.Psnr, q.Ssim, q.Fid, q.Accuracy, kind == "shuffled" ? double.NaN : point.FinalPsnr, kind == "shuffled" ? double.NaN : point.HeldOutPsnr ?? double.NaN,
                     kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
             }
@@ -167,10 +178,10 @@ internal static class SearchCommand
         md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"Calibration and quantization of every bit-width: {quantizeSeconds:F0} s. Search: {searchSamples} trajectories; selection on ") +
             (heldOutSamples > 0 ? $"{heldOutSamples} held-out trajectories." : "the search trajectories.") + $" Evaluation: {samples} samples.");
         md.AppendLine();
-        md.AppendLine("| budget | policy | avg weight bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | PSNR on held-out set (dB) | search time (s) | model calls |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| budget | policy | avg weight bits | avg activation bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | PSNR on held-out set (dB) | search time (s) | model calls |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : r.Kind == "beam pick" ? " (before refinement)" : "")} | {r.AverageWeightBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {Db(r.HeldOutPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Budget} | {r.Kind}{(r.Kind == "static" ? $" {r.Policy.Replace("static ", "", StringComparison.Ordinal)}" : r.Kind == "shuffled" ? " (control)" : r.Kind == "beam pick" ? " (before refinement)" : "")} | {r.AverageWeightBits:F3} | {r.AverageActivationBits:F3} | {r.GBops:F1} | {r.WeightMB:F2} | {Db(r.Psnr)} | {r.Ssim:F4} | {r.Fid:F2} | {r.Accuracy:P1} | {Db(r.SearchPsnr)} | {Db(r.HeldOutPsnr)} | {(r.SearchSeconds > 0 ? r.SearchSeconds.ToString("F0", CultureInfo.InvariantCulture) : "")} | {(r.ModelCalls > 0 ? r.ModelCalls.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
         Console.WriteLine();
         Console.Write(md);
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
@@ -178,7 +189,7 @@ internal static class SearchCommand
         {
             model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, held_out_samples = heldOutSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
             sensitivity = sensitivityMode.ToString(), refine_rounds = refineRounds, refine_moves = refineMoves, refine_neighbourhood = neighbourhood.ToString(),
-            rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), held_out_psnr = Finite(r.HeldOutPsnr), r.SearchSeconds, r.ModelCalls }),
+            rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, r.AverageActivationBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), held_out_psnr = Finite(r.HeldOutPsnr), r.SearchSeconds, r.ModelCalls }),
         }, new JsonSerializerOptions { WriteIndented = true }));
         var csv = new StringBuilder();
         foreach (var (name, result) in searches)
@@ -192,8 +203,9 @@ internal static class SearchCommand
         SearchPlots.BitsOverSteps(Path.Combine(outDir, "bits-over-steps.png"), searches);
         foreach (var (name, result) in searches)
         {
-            string file = (result.Options.PairActivationBits ? "wa-" : "a8-") + result.Options.Budget.Value.ToString("G3", CultureInfo.InvariantCulture);
-            SearchPlots.Heatmap(Path.Combine(outDir, $"heatmap-{file}.png"), result, $"Best dynamic policy, {name}: weight bits per layer and step");
+            string axis = result.Options.Axis == SearchAxis.ActivationBits ? "act" : result.Options.PairActivationBits ? "wa" : "a8";
+            string file = FilePrefix(axis, result.Options.WeightSpec.Bits) + result.Options.Budget.Value.ToString("G3", CultureInfo.InvariantCulture);
+            SearchPlots.Heatmap(Path.Combine(outDir, $"heatmap-{file}.png"), result, $"Best dynamic policy, {name}: {(axis == "act" ? "activation" : "weight")} bits per layer and step");
         }
         Console.WriteLine($"Wrote {outDir}/results.md, results.json, frontier.csv, frontier.png, bits-over-steps.png, heatmap-*.png and search-*.json.");
         return 0;
@@ -212,6 +224,14 @@ internal static class SearchCommand
             StepAverageBits = order.Select(k => point.StepAverageBits[k]).ToList(), StageErrors = [],
         };
     }
+
+    // search-<prefix><budget>.json: a8- (weights searched, A8), wa- (W=A), w4a- (activations searched at W4).
+    private static string FilePrefix(string axis, int actWeightBits) => axis switch
+    {
+        "act" => $"w{actWeightBits}a-",
+        "wa" => "wa-",
+        _ => "a8-",
+    };
 
     private static string Db(double v) => double.IsInfinity(v) ? "∞" : double.IsNaN(v) ? "–" : v.ToString("F2", CultureInfo.InvariantCulture);
 

@@ -12,6 +12,8 @@ internal static class SearchPlots
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int i = 0;
+        // Only weight-axis searches: an activation-axis search keeps its weight bits constant (BitsOverSteps shows it).
+        searches = searches.Where(s => s.Result.Options.Axis == SearchAxis.WeightBits).ToList();
         foreach (var (name, result) in searches)
         {
             var points = result.Frontier.OrderBy(p => p.AverageWeightBits).ToList();
@@ -48,13 +50,15 @@ internal static class SearchPlots
         {
             double[] steps = Enumerable.Range(0, result.StepCount).Select(s => (double)s).ToArray();
             var line = plot.Add.Scatter(steps, result.Best.StepAverageBits.ToArray());
-            line.LegendText = $"{name} (avg {result.Best.AverageWeightBits:F2})";
+            line.LegendText = result.Options.Axis == SearchAxis.ActivationBits
+                ? $"{name} (activation bits, avg {result.Best.AverageActivationBits:F2})"
+                : $"{name} (avg {result.Best.AverageWeightBits:F2})";
             line.MarkerSize = 3;
             line.ConnectStyle = ConnectStyle.StepHorizontal;
         }
-        plot.Title("Best dynamic policy: average weight bits at each sampling step");
+        plot.Title("Best dynamic policy: average searched bits at each sampling step (weight bits; activation bits where marked)");
         plot.XLabel("sampling step (0 = noisiest)");
-        plot.YLabel("average weight bits (parameter-weighted over layers)");
+        plot.YLabel("average bits (parameter-weighted over layers)");
         plot.ShowLegend(Alignment.UpperLeft);
         Save(plot, path, 1000, 500);
     }
@@ -66,12 +70,12 @@ internal static class SearchPlots
         var values = new double[layers.Count, result.StepCount];
         for (int l = 0; l < layers.Count; l++)
             for (int s = 0; s < result.StepCount; s++)
-                values[l, s] = result.Best.Policy[s, layers[l]].WeightBits;
+                values[l, s] = result.Options.Axis == SearchAxis.ActivationBits ? result.Best.Policy[s, layers[l]].ActivationBits : result.Best.Policy[s, layers[l]].WeightBits;
         var plot = new Plot();
         var heat = plot.Add.Heatmap(values);
         heat.Colormap = new ScottPlot.Colormaps.Viridis();
         heat.FlipVertically = true;
-        plot.Add.ColorBar(heat).Label = "weight bits";
+        plot.Add.ColorBar(heat).Label = result.Options.Axis == SearchAxis.ActivationBits ? "activation bits" : "weight bits";
         plot.Title(title);
         plot.XLabel("sampling step (0 = noisiest)");
         plot.YLabel("layer");

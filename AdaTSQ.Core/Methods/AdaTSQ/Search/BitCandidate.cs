@@ -10,6 +10,9 @@ public sealed record BitCandidate(double Level, IReadOnlyList<int> Bits, double 
     public bool SameBits(BitCandidate other) => Bits.SequenceEqual(other.Bits);
 
     /// <summary>E.g. <c>4.00 (W3×6, W6×24)</c>.</summary>
-    public override string ToString() =>
-        FormattableString.Invariant($"{AverageWeightBits:F2} ({string.Join(", ", Bits.GroupBy(b => b).OrderBy(g => g.Key).Select(g => $"W{g.Key}×{g.Count()}"))})");
+    public override string ToString() => Format("W");
+
+    /// <summary>E.g. <c>6.00 (A4×6, A8×24)</c> with <paramref name="letter"/> "A" (the activation axis).</summary>
+    public string Format(string letter) =>
+        FormattableString.Invariant($"{AverageWeightBits:F2} ({string.Join(", ", Bits.GroupBy(b => b).OrderBy(g => g.Key).Select(g => $"{letter}{g.Key}×{g.Count()}"))})");
 }

@@ -232,7 +232,7 @@ public sealed class BitWidthSearch
                     runner.Assign(reference.Bits);
                     var x = runner.Run([_trajectories.Noise], 0, steps)[0];
                     FrontierPoint point;
-                    using (x) point = Point($"static {reference}", Enumerable.Repeat(reference, stages).ToList(), x, fp[^1], [], cost);
+                    using (x) point = Point($"static {reference.Format(Options.Axis == SearchAxis.ActivationBits ? "A" : "W")}", Enumerable.Repeat(reference, stages).ToList(), x, fp[^1], [], cost);
                     if (heldOut is not null) point = heldOut.Score(point, Enumerable.Repeat((IReadOnlyList<int>)reference.Bits, stages).ToList(), cancellationToken);
                     statics.Add(point);
                     progress?.Report(new QuantizationProgress("search statics", statics.Count, references.Count));

@@ -45,6 +45,7 @@ public class ActivationAxisSearchTests
         var sameCost = result.StaticReferences.Where(s => s.AverageActivationBits <= result.Best.AverageActivationBits + 1e-9).MinBy(s => s.FinalMse)!;
         Assert.That(result.Best.FinalMse, Is.LessThan(sameCost.FinalMse));
         Assert.That(result.FormatSummary(), Does.Contain("avg A bits").And.Contain("activation bits 2/8"));
+        Assert.That(result.StaticReferences.Select(p => p.Label), Has.Some.EqualTo("static 2.00 (A2×2)").And.Some.EqualTo("static 8.00 (A8×2)"));
     }
 
     [Test]
