@@ -132,10 +132,12 @@ public sealed class BitWidthSearchResult
         bool heldOut = HeldOutSamples > 0;
         sb.AppendLine((Options.Axis == SearchAxis.ActivationBits ? "  kind     avg A bits" : "  kind     avg W bits") + "   GBOPs/sample   weights (KB)   final MSE    PSNR (dB)" + (heldOut ? $"   held-out MSE   held-out PSNR ({HeldOutSamples} samples)" : ""));
         var rows = Frontier.Select(p => (ReferenceEquals(p, Best) ? "best" : "dynamic", p));
-        if (Refined is not null) rows = rows.Append((ReferenceEquals(Refined, Best) ? "refined" : "refined, not selected", Refined));
+        if (Refined is not null) rows = rows.Append((ReferenceEquals(Refined, Best) ? "refined" : "refined*", Refined));
         foreach (var (kind, p) in rows.Concat(StaticReferences.Select(p => ("static", p))))
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"  {kind,-8} {p.AverageActivationBits ?? p.AverageWeightBits,10:F3}   {p.AverageBitOperations / 1e9,12:F3}   {p.WeightMemoryBytes / 1024.0,12:F1}   {p.FinalMse,9:E2}   {p.FinalPsnr,9:F2}") +
                 (heldOut ? string.Create(CultureInfo.InvariantCulture, $"   {p.HeldOutMse,12:E2}   {p.HeldOutPsnr,13:F2}") : ""));
+        if (Refined is not null && !ReferenceEquals(Refined, Best))
+            sb.AppendLine("  * the refined policy is not selected: it is worse than the beam's pick on the held-out trajectories");
         if (Refinement is { } r)
             sb.AppendLine(CultureInfo.InvariantCulture, $"  refinement: {r.Rounds} rounds, {r.MovesEvaluated:N0} moves evaluated, {r.Accepted.Count} accepted; final MSE {r.StartMse:E3} → {r.FinalMse:E3}{(r.Converged ? " (local optimum)" : "")}; {r.WallTime.TotalSeconds:F1} s, {r.ModelEvaluations:N0} model calls");
         return sb.ToString();
