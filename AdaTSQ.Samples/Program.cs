@@ -44,6 +44,7 @@ if (args.Contains("--help") || args.Contains("-h"))
                             --beam K (8) --search-samples N (8) --samples N (100) --steps S (50) --calib-samples N (32)
                             --act-budgets 5,6 (none): also search activation bits per layer and step (--act-bits 4,6,8) at one
                             static weight width (--act-weight-bits 4), budgets in average activation bits
+                            --integer: searches and evaluation samples on the CPU integer kernels (unsupported configs fall back)
                             --holdout N (16): the final policy and the static reference are selected on N held-out trajectories
                             (own seed); 0 selects on the search trajectories (as before 2026-12-04)
                             --nested: the narrower weight widths are sliced from the widest one's GPTQ codes (one nested code set)

@@ -118,6 +118,9 @@ internal static class SearchCommand
         double quantizeSeconds = watch.Elapsed.TotalSeconds;
         Console.WriteLine($"Quantized {names.Count} layers at {string.Join("/", union.WeightBits)} bits in {quantizeSeconds:F1} s (GPTQ{(fisher ? " + Fisher" : "")}{(nested ? $", nested in W{union.WeightBits.Max()}" : "")}).");
         var qLayers = ModelSurgery.FindQuantLinears(model).Where(l => selector.Matches(l.LayerName)).ToList();
+        // --integer: the searches and the evaluation samples run on the CPU integer kernels (configs they cannot run fall back).
+        using var kernel = args.Contains("--integer") ? new IntegerLinearKernel() : null;
+        if (kernel is not null) IntegerLinearKernel.Attach(model, kernel);
 
         // 2. One search per budget, on trajectories with their own seed (never the evaluation noise).
         var rows = new List<Row> { new("–", "FP32", "full precision", 16, 16, 0, model.parameters().Sum(p => p.numel() * p.ElementSize) / 1e6, double.PositiveInfinity, fpQuality.Ssim, fpQuality.Fid, fpQuality.Accuracy, double.PositiveInfinity, double.PositiveInfinity, 0, 0) };
@@ -171,12 +174,14 @@ internal static class SearchCommand
                     kind == "dynamic" ? result.WallTime.TotalSeconds : 0, kind == "dynamic" ? result.ModelEvaluations : 0));
             }
         }
+        if (kernel is not null) IntegerLinearKernel.Attach(model, null);
         quantized.Restore();
 
         // 3. Reports.
         var md = new StringBuilder();
         md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"Calibration and quantization of every bit-width: {quantizeSeconds:F0} s. Search: {searchSamples} trajectories; selection on ") +
-            (heldOutSamples > 0 ? $"{heldOutSamples} held-out trajectories." : "the search trajectories.") + $" Evaluation: {samples} samples.");
+            (heldOutSamples > 0 ? $"{heldOutSamples} held-out trajectories." : "the search trajectories.") + $" Evaluation: {samples} samples." +
+            (kernel is null ? " Fake quantization." : $" Integer kernels: {kernel.IntegerCalls:N0} integer calls, {kernel.FallbackCalls:N0} fallbacks."));
         md.AppendLine();
         md.AppendLine("| budget | policy | avg weight bits | avg activation bits | GBOPs / image | weight versions (MB) | PSNR vs FP (dB) | SSIM vs FP | FID (ResNet-18 features) | class accuracy | PSNR on search set (dB) | PSNR on held-out set (dB) | search time (s) | model calls |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -187,7 +192,7 @@ internal static class SearchCommand
         File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
         File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new
         {
-            model = modelPath, samples, steps, cfg, seed, layers, beam, search_samples = searchSamples, held_out_samples = heldOutSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
+            model = modelPath, samples, steps, cfg, seed, layers, beam, integer_kernels = kernel is not null, integer_calls = kernel?.IntegerCalls, fallback_calls = kernel?.FallbackCalls, search_samples = searchSamples, held_out_samples = heldOutSamples, calib_samples = calibSamples, fisher, quantize_seconds = quantizeSeconds,
             sensitivity = sensitivityMode.ToString(), refine_rounds = refineRounds, refine_moves = refineMoves, refine_neighbourhood = neighbourhood.ToString(),
             rows = rows.Select(r => new { r.Budget, r.Kind, r.Policy, r.AverageWeightBits, r.AverageActivationBits, gbops_per_image = r.GBops, weight_mb = r.WeightMB, psnr = Finite(r.Psnr), r.Ssim, fid = Finite(r.Fid), r.Accuracy, search_psnr = Finite(r.SearchPsnr), held_out_psnr = Finite(r.HeldOutPsnr), r.SearchSeconds, r.ModelCalls }),
         }, new JsonSerializerOptions { WriteIndented = true }));
